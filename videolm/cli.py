@@ -1,0 +1,68 @@
+"""The ``videolm`` command.
+
+``videolm fit|validate|test|predict --config FILE`` is LightningCLI (model and data module chosen by
+``class_path`` in the YAML). The other subcommands are plain argparse, one ``_add_<name>`` function each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def lightning_main(args: list[str] | None = None) -> None:
+    from lightning.pytorch.cli import LightningCLI
+
+    import lightning.pytorch as pl
+
+    LightningCLI(
+        pl.LightningModule,
+        pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="datasets: generate the synthetic corpus")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synthetic", help="write the synthetic video corpus (mp4 + JSONL manifests)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--videos", type=int, default=240, help="number of videos")
+    s.add_argument("--seed", type=int, default=0)
+
+    def run(a):
+        from videolm.data.synthetic import generate_corpus
+
+        generate_corpus(a.out, videos=a.videos, seed=a.seed)
+
+    s.set_defaults(func=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videolm",
+        description="Video-language models on open_clip and LLaVA backbones. "
+        f"Training: videolm {{{','.join(LIGHTNING_SUBCOMMANDS)}}} --config FILE (LightningCLI).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_data,):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+        lightning_main(argv)
+        return 0
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
