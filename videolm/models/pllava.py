@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import lightning.pytorch as pl
 import torch
 from einops import rearrange, repeat
 from torch import nn
@@ -310,3 +311,120 @@ def load_pllava(
     if merge_lora:
         model.merge_lora()
     return model.eval()
+
+
+def load_pretrained(path: str | Path, pooling_shape: Sequence[int] | None = None, num_frames: int | None = None,
+                    lora_alpha: float = 4.0, template: str | None = None) -> PLLaVA:
+    """A PLLaVA from a folder in either format: official PLLaVA (``pooling_shape`` in config.json) or llava-hf."""
+    folder = Path(path)
+    cfg_file = folder / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{folder}: no config.json (not a LLaVA / PLLaVA model folder)")
+    d = json.loads(cfg_file.read_text(encoding="utf-8"))
+    if "pooling_shape" in d or d.get("model_type") == "pllava":
+        model = load_pllava(folder, lora_alpha=lora_alpha, pooling_shape=pooling_shape, num_frames=num_frames)
+    else:
+        model = from_llava_hf(folder, pooling_shape=pooling_shape or (16, 12, 12), num_frames=num_frames or 16)
+    if template is not None:
+        model.template = template
+    return model
+
+
+def load_tokenizer(path: str | Path, model: PLLaVA):
+    """The tokenizer saved with the model; checks that ``<image>`` is the model's image token."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if tok.convert_tokens_to_ids(IMAGE_TOKEN) != model.config.image_token_id:
+        raise ValueError(f"{path}: tokenizer maps {IMAGE_TOKEN} to {tok.convert_tokens_to_ids(IMAGE_TOKEN)}, "
+                         f"the model expects {model.config.image_token_id}")
+    return tok
+
+
+def encode_text(tokenizer, prompts: list[str], answers: list[str] | None = None, end: str = "</s>",
+                max_length: int = 512) -> dict[str, torch.Tensor]:
+    """Token ids, attention mask (and labels on the answers) for a batch.
+
+    Prompts only (inference): left-padded. With answers (training): prompt + " answer" + ``end``,
+    right-padded, labels -100 on the prompt and the padding.
+    """
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows, labels = [], []
+    for i, prompt in enumerate(prompts):
+        ids = tokenizer(prompt)["input_ids"]
+        if answers is None:
+            rows.append(ids)
+            continue
+        ans = tokenizer(" " + answers[i] + end, add_special_tokens=False)["input_ids"]
+        rows.append((ids + ans)[:max_length])
+        labels.append(([IGNORE_INDEX] * len(ids) + ans)[:max_length])
+    n = max(len(r) for r in rows)
+    if answers is None:  # left padding, so that generation continues every row at the end
+        input_ids = torch.tensor([[pad] * (n - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows])
+        return {"input_ids": input_ids, "attention_mask": mask}
+    input_ids = torch.tensor([r + [pad] * (n - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in rows])
+    lab = torch.tensor([r + [IGNORE_INDEX] * (n - len(r)) for r in labels])
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": lab}
+
+
+class PLLaVAModule(pl.LightningModule):
+    """Fine-tune PLLaVA on video instructions (batches of ``video``, ``question``, ``answer``).
+
+    Args:
+        pretrained: a llava-hf or PLLaVA folder (weights, config and tokenizer).
+        lora_r: LoRA rank on ``target_modules`` of the LM (PLLaVA: 128, alpha 32); ``None`` trains the
+            whole LM instead (used for the tiny demo model trained from scratch).
+        freeze_vision: keep the CLIP vision tower frozen (PLLaVA does).
+        lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay.
+    """
+
+    def __init__(
+        self,
+        pretrained: str,
+        pooling_shape: tuple[int, int, int] = (16, 12, 12),
+        num_frames: int = 16,
+        template: str | None = None,
+        lora_r: int | None = 128,
+        lora_alpha: float = 32.0,
+        lora_dropout: float = 0.0,
+        target_modules: tuple[str, ...] = ("q_proj", "v_proj"),
+        freeze_vision: bool = True,
+        lr: float = 2e-5,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        max_length: int = 512,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = load_pretrained(pretrained, pooling_shape, num_frames, template=template)
+        self.tokenizer = load_tokenizer(pretrained, self.model)
+        if lora_r:
+            self.model.add_lora(lora_r, lora_alpha, target_modules, lora_dropout)
+        self.model.vision_tower.requires_grad_(not freeze_vision)
+
+    def _loss(self, batch, stage: str):
+        tpl = TEMPLATES[self.model.template]
+        text = encode_text(self.tokenizer, [tpl.prompt(q) for q in batch["question"]], batch["answer"], tpl.end,
+                           self.hparams.max_length)
+        text = {k: v.to(self.device) for k, v in text.items()}
+        loss = self.model(text["input_ids"], text["attention_mask"], batch["video"], text["labels"]).loss
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["question"]))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch, "train") if "video" in batch else None
+
+    def validation_step(self, batch, batch_idx):
+        if "video" in batch:
+            self._loss(batch, "val")
+
+    def configure_optimizers(self):
+        from videolm.models.mean_clip import cosine_with_warmup
+
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = cosine_with_warmup(opt, self.hparams.warmup_steps, total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
