@@ -21,7 +21,6 @@ import lightning.pytorch as pl
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECIAL = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
 
 
 def instruction_records(manifest: Path) -> list[dict]:
@@ -36,20 +35,6 @@ def instruction_records(manifest: Path) -> list[dict]:
             conv += [{"from": "human", "value": qa["question"]}, {"from": "gpt", "value": qa["answer"]}]
         out.append({"id": Path(r["video"]).stem, "video": r["video"], "conversations": conv})
     return out
-
-
-def train_tokenizer(texts: list[str]):
-    """A lower-cased word-level tokenizer (``tokenizers``) with LLaVA's special tokens, as a transformers one."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIAL))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>", extra_special_tokens=["<image>"])
 
 
 def tiny_llava_config(vocab_size: int, image_token_id: int):
@@ -83,7 +68,8 @@ class Cached(torch.utils.data.Dataset):
         rec = self.dataset.records[i]
         if rec["video"] not in self.videos:
             self.videos[rec["video"]] = self.dataset[i]["video"]
-        return {"video": self.videos[rec["video"]], "question": rec["question"], "answer": rec["answer"]}
+        turns = [rec["turns"][j] for j in torch.randperm(len(rec["turns"])).tolist()]
+        return {"video": self.videos[rec["video"]], "turns": turns}
 
 
 def evaluate(model_dir: Path, manifest: Path, limit: int | None = None) -> dict:
@@ -113,7 +99,7 @@ def make_pllava(args) -> None:
     from videolm.data.datasets import collate
     from videolm.data.instructions import InstructionDataset
     from videolm.data.synthetic import generate_corpus
-    from videolm.models.pllava import PLLaVA, PLLaVAModule, TEMPLATES
+    from videolm.models.pllava import PLLaVA, PLLaVAModule, TEMPLATES, train_word_tokenizer
 
     torch.set_num_threads(args.threads)
     pl.seed_everything(args.seed)
@@ -126,7 +112,7 @@ def make_pllava(args) -> None:
 
     template = TEMPLATES["vicuna"]
     texts = [template.prompt(t["value"]) for r in records for t in r["conversations"]]
-    tokenizer = train_tokenizer(texts)
+    tokenizer = train_word_tokenizer(texts)
     init = work / "init"
     config = tiny_llava_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"))
     PLLaVA(config, pooling_shape=args.pooling, num_frames=16).save(init)

@@ -58,9 +58,9 @@ class VideoLLM:
     @torch.no_grad()
     def generate(self, videos: torch.Tensor, questions: Sequence[str], max_new_tokens: int = 32) -> list[str]:
         """Answers for a batch of ``(B, T, C, H, W)`` videos, one question each (greedy decoding)."""
-        from videolm.models.pllava import encode_text
+        from videolm.models.pllava import encode_prompts
 
-        text = encode_text(self.tokenizer, [self.template.prompt(q) for q in questions])
+        text = encode_prompts(self.tokenizer, [self.template.prompt(q) for q in questions])
         eos = self.tokenizer.convert_tokens_to_ids(self.template.end)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         out = self.model.generate(

@@ -6,8 +6,9 @@ Two JSON layouts are read (a JSON list, or JSON Lines with one record a line):
   {"from": "gpt", "value": "a"}, ...]}``
 * VideoChat2: ``{"video": "v.mp4", "QA": [{"i": "instruction", "q": "question", "a": "answer"}, ...]}``
 
-Every (question, answer) turn becomes one sample ``{"video", "question", "answer", ...}`` sharing the
-video, so prompts at training time look like prompts at inference time (one question after the video).
+A sample is ``{"video", "turns": [[question, answer], ...]}`` (placeholders such as ``<video>`` removed:
+the model's template puts the video before the first question). In training the turns are shuffled
+every time a sample is drawn, so each question is also seen right after the video, as at inference.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader
 
 from videolm.data.datasets import VideoDataset, collate
@@ -40,7 +42,7 @@ def _turns(record: dict, source: str) -> list[tuple[str, str]]:
 
 
 def read_instructions(path: str | Path) -> list[dict]:
-    """One record per (question, answer) turn: ``{"video", "question", "answer"}`` (+ the record's id)."""
+    """One record per video: ``{"video", "turns": [[question, answer], ...]}`` (+ the record's id)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: instruction file not found")
@@ -54,14 +56,15 @@ def read_instructions(path: str | Path) -> list[dict]:
     for r in records:
         if "video" not in r:
             raise ValueError(f"{path}: record without 'video': {str(r)[:80]}")
-        for q, a in _turns(r, str(path)):
-            q = " ".join(_PLACEHOLDER.sub(" ", q).split())
-            out.append({"video": r["video"], "question": q, "answer": a.strip(), **({"id": r["id"]} if "id" in r else {})})
+        turns = [[" ".join(_PLACEHOLDER.sub(" ", q).split()), a.strip()] for q, a in _turns(r, str(path))]
+        if not turns:
+            raise ValueError(f"{path}: {r['video']}: no question/answer turns")
+        out.append({"video": r["video"], "turns": turns, **({"id": r["id"]} if "id" in r else {})})
     return out
 
 
 class InstructionDataset(VideoDataset):
-    """Decoded, normalised clips ``(T, C, H, W)`` with their ``question`` and ``answer``.
+    """Decoded, normalised clips ``(T, C, H, W)`` with their conversation ``turns``.
 
     Frames are resized whole (no crop, no flip: flipping would swap "left" and "right" in the answers).
     """
@@ -74,6 +77,12 @@ class InstructionDataset(VideoDataset):
             train=train, on_error=on_error, backend=backend,
         )
         self.source = str(path)
+
+    def load(self, i: int) -> dict:
+        sample = super().load(i)
+        if self.train:
+            sample["turns"] = [sample["turns"][j] for j in torch.randperm(len(sample["turns"])).tolist()]
+        return sample
 
 
 class InstructionDataModule(pl.LightningDataModule):

@@ -341,36 +341,59 @@ def load_tokenizer(path: str | Path, model: PLLaVA):
     return tok
 
 
-def encode_text(tokenizer, prompts: list[str], answers: list[str] | None = None, end: str = "</s>",
-                max_length: int = 512) -> dict[str, torch.Tensor]:
-    """Token ids, attention mask (and labels on the answers) for a batch.
+def train_word_tokenizer(texts: list[str]):
+    """A lower-cased word-level tokenizer trained with ``tokenizers`` on ``texts``, as a transformers
+    tokenizer: ids 0-4 are ``<pad> <s> </s> <unk> <image>``; ``<s>`` starts every encoded text."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
 
-    Prompts only (inference): left-padded. With answers (training): prompt + " answer" + ``end``,
-    right-padded, labels -100 on the prompt and the padding.
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=["<pad>", "<s>", "</s>", "<unk>",
+                                                                             IMAGE_TOKEN]))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", extra_special_tokens=[IMAGE_TOKEN])
+
+
+def encode_prompts(tokenizer, prompts: list[str]) -> dict[str, torch.Tensor]:
+    """Left-padded token ids and attention mask, so that generation continues every row at its end."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = [tokenizer(p)["input_ids"] for p in prompts]
+    n = max(len(r) for r in rows)
+    return {"input_ids": torch.tensor([[pad] * (n - len(r)) + r for r in rows]),
+            "attention_mask": torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows])}
+
+
+def encode_conversations(tokenizer, template: Template, conversations: list[list[list[str]]],
+                         max_length: int = 512) -> dict[str, torch.Tensor]:
+    """Right-padded ids, mask and labels for multi-turn conversations (the video before the first question).
+
+    ``USER: <image>\nq1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>`` with labels only on the answers
+    and their end token, as in LLaVA / PLLaVA training.
     """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows, labels = [], []
-    for i, prompt in enumerate(prompts):
-        ids = tokenizer(prompt)["input_ids"]
-        if answers is None:
-            rows.append(ids)
-            continue
-        ans = tokenizer(" " + answers[i] + end, add_special_tokens=False)["input_ids"]
-        rows.append((ids + ans)[:max_length])
-        labels.append(([IGNORE_INDEX] * len(ids) + ans)[:max_length])
+    for turns in conversations:
+        ids: list[int] = []
+        lab: list[int] = []
+        for k, (question, answer) in enumerate(turns):
+            user = template.prompt(question, image=k == 0, system=None if k == 0 else "")
+            q = tokenizer(user, add_special_tokens=k == 0)["input_ids"]
+            a = tokenizer(" " + answer + template.end, add_special_tokens=False)["input_ids"]
+            ids += q + a
+            lab += [IGNORE_INDEX] * len(q) + a
+        rows.append(ids[:max_length])
+        labels.append(lab[:max_length])
     n = max(len(r) for r in rows)
-    if answers is None:  # left padding, so that generation continues every row at the end
-        input_ids = torch.tensor([[pad] * (n - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows])
-        return {"input_ids": input_ids, "attention_mask": mask}
-    input_ids = torch.tensor([r + [pad] * (n - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in rows])
-    lab = torch.tensor([r + [IGNORE_INDEX] * (n - len(r)) for r in labels])
-    return {"input_ids": input_ids, "attention_mask": mask, "labels": lab}
+    return {"input_ids": torch.tensor([r + [pad] * (n - len(r)) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in rows]),
+            "labels": torch.tensor([r + [IGNORE_INDEX] * (n - len(r)) for r in labels])}
 
 
 class PLLaVAModule(pl.LightningModule):
-    """Fine-tune PLLaVA on video instructions (batches of ``video``, ``question``, ``answer``).
+    """Fine-tune PLLaVA on video instructions (batches of ``video`` and conversation ``turns``).
 
     Args:
         pretrained: a llava-hf or PLLaVA folder (weights, config and tokenizer).
@@ -403,14 +426,14 @@ class PLLaVAModule(pl.LightningModule):
         if lora_r:
             self.model.add_lora(lora_r, lora_alpha, target_modules, lora_dropout)
         self.model.vision_tower.requires_grad_(not freeze_vision)
+        self.model.train()
 
     def _loss(self, batch, stage: str):
-        tpl = TEMPLATES[self.model.template]
-        text = encode_text(self.tokenizer, [tpl.prompt(q) for q in batch["question"]], batch["answer"], tpl.end,
-                           self.hparams.max_length)
+        text = encode_conversations(self.tokenizer, TEMPLATES[self.model.template], batch["turns"],
+                                    self.hparams.max_length)
         text = {k: v.to(self.device) for k, v in text.items()}
         loss = self.model(text["input_ids"], text["attention_mask"], batch["video"], text["labels"]).loss
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["question"]))
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["turns"]))
         return loss
 
     def training_step(self, batch, batch_idx):
