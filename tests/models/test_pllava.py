@@ -69,7 +69,9 @@ def write_official(folder, model: PLLaVA, shards: int = 2):
     cfg = model.pllava_config()
     cfg.pop("template")
     (folder / "config.json").write_text(json.dumps(cfg))
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    # transformers-4 CLIPVisionModel names, as in the released checkpoints
+    state = {k.replace("vision_tower.", "vision_tower.vision_model.", 1): v.contiguous()
+             for k, v in model.state_dict().items()}
     keys = sorted(state)
     weight_map = {}
     for i in range(shards):
@@ -91,6 +93,11 @@ def test_official_checkpoint_with_lora_alpha_rescaled(tmp_path):
     assert any("language_model.base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight" == k
                for k in model.state_dict())
     write_official(tmp_path / "pllava-tiny", model)
+    index = json.loads((tmp_path / "pllava-tiny" / "model.safetensors.index.json").read_text())["weight_map"]
+    assert "vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight" in index
+    assert "language_model.base_model.model.model.layers.1.self_attn.v_proj.base_layer.weight" in index
+    assert "language_model.base_model.model.model.layers.1.self_attn.v_proj.lora_B.default.weight" in index
+    assert "multi_modal_projector.linear_2.bias" in index
 
     video = torch.randn(1, 4, 3, 32, 32)
     ids, mask = prompt_ids(1), torch.ones(1, 8, dtype=torch.long)
@@ -106,6 +113,21 @@ def test_official_checkpoint_with_lora_alpha_rescaled(tmp_path):
     torch.testing.assert_close(out4, ref4, atol=1e-4, rtol=0)
     assert (out32 - out4).abs().max() > 1e-3  # the alpha really changes the model
     assert loaded.pooling_shape == (2, 2, 2) and loaded.num_frames == 4
+
+
+def test_save_load_roundtrip_official_names(tmp_path):
+    torch.manual_seed(0)
+    model = PLLaVA(tiny_config(tie=True), pooling_shape=(2, 2, 2), num_frames=2).eval()
+    model.save(tmp_path / "m")
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "m" / "model.safetensors", "pt") as f:
+        keys = set(f.keys())
+    assert "vision_tower.vision_model.pre_layrnorm.weight" in keys and "language_model.lm_head.weight" not in keys
+    loaded = load_pllava(tmp_path / "m")
+    video, ids, mask = torch.randn(1, 2, 3, 32, 32), prompt_ids(1), torch.ones(1, 8, dtype=torch.long)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, mask, video).logits, model(ids, mask, video).logits)
 
 
 def test_official_checkpoint_errors_name_the_folder(tmp_path):

@@ -100,14 +100,27 @@ class PLLaVA(nn.Module):
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
         """(B, T, C, H, W) normalised frames -> (B, T'*h'*w', D) pooled visual tokens for the LM."""
         b = video.shape[0]
-        out = self.vision_tower(rearrange(video, "b t c h w -> (b t) c h w"), output_hidden_states=True)
-        feats = out.hidden_states[self.config.vision_feature_layer]
+        feats = self.vision_features(rearrange(video, "b t c h w -> (b t) c h w"))
         if self.config.vision_feature_select_strategy == "default":
             feats = feats[:, 1:]
         feats = self.multi_modal_projector(feats)
         side = math.isqrt(feats.shape[1])
         x = rearrange(feats, "(b t) (h w) d -> b d t h w", b=b, h=side)
         return rearrange(self.pooling(x), "b d t h w -> b (t h w) d")
+
+    def vision_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Hidden states of ``vision_feature_layer`` (index into embeddings + one entry per layer).
+
+        A CLIP tower runs only the layers up to that one (LLaVA's layer -2 skips the last layer);
+        other towers run whole with ``output_hidden_states``.
+        """
+        tower, layer = self.vision_tower, self.config.vision_feature_layer
+        if not hasattr(tower, "pre_layrnorm"):
+            return tower(pixels, output_hidden_states=True).hidden_states[layer]
+        x = tower.pre_layrnorm(tower.embeddings(pixels))
+        for block in tower.encoder.layers[: layer % (len(tower.encoder.layers) + 1)]:
+            x = block(x, None)
+        return x
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> visual tokens of the video made of ``num_frames`` copies of the image."""
@@ -192,7 +205,7 @@ class PLLaVA(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         self.merge_lora()
         (folder / "config.json").write_text(json.dumps(self.pllava_config(), indent=2) + "\n", encoding="utf-8")
-        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        state = {to_official_key(k): v.contiguous() for k, v in self.state_dict().items()}
         if self.config.text_config.tie_word_embeddings:
             state.pop("language_model.lm_head.weight", None)
         save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
@@ -263,6 +276,15 @@ def read_safetensors_folder(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def to_official_key(key: str) -> str:
+    """Our parameter name -> the official PLLaVA one (transformers 4 CLIP: ``vision_tower.vision_model.``)."""
+    return "vision_tower.vision_model." + key[len("vision_tower."):] if key.startswith("vision_tower.") else key
+
+
+def from_official_key(key: str) -> str:
+    return key.replace("vision_tower.vision_model.", "vision_tower.", 1) if key.startswith("vision_tower.") else key
+
+
 def _peft_key(key: str, targets: set[str]) -> str:
     """An official PLLaVA key (with or without the peft wrapper prefix) in our LoRA-wrapped layout."""
     if not key.startswith("language_model.") or key.startswith("language_model.base_model.model."):
@@ -297,7 +319,7 @@ def load_pllava(
         num_frames=num_frames or d.get("num_frames", 16),
         template=d.get("template", "vicuna"),
     )
-    state = read_safetensors_folder(folder)
+    state = {from_official_key(k): v for k, v in read_safetensors_folder(folder).items()}
     lora = sorted({k.split(".")[-4] if ".default." in k else k.split(".")[-3] for k in state if ".lora_A." in k})
     if lora:
         rank = next(v.shape[0] for k, v in state.items() if ".lora_A." in k)
