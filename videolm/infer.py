@@ -81,7 +81,7 @@ class VideoLLM:
                 try:
                     clips.append(self.frames(p))
                     ok.append(p)
-                except (VideoDecodeError, OSError, IndexError) as e:
+                except (VideoDecodeError, OSError, IndexError, ValueError) as e:
                     msg = str(e) if isinstance(e, VideoDecodeError) else str(VideoDecodeError(p, str(e)))
                     results.append({"path": p, "error": msg})
             if clips:
