@@ -199,6 +199,8 @@ def test_gloss_grammar_is_closed_under_reversal():
 def test_cli_and_sizes(tmp_path):
     assert cli_main(["data", "synthetic", "--out", str(tmp_path), "--videos", "4", "--seed", "3"]) == 0
     assert sum(1 for _ in (tmp_path / "videos").glob("*.mp4")) == 4
+    generate_corpus(tmp_path, videos=3, seed=3)  # a smaller corpus in the same place leaves no strays
+    assert sorted(p.name for p in (tmp_path / "videos").glob("*.mp4")) == [f"00000{i}.mp4" for i in range(3)]
     frames, _ = render_sample(0, 5, size=32, num_frames=8)
     assert frames.shape == (8, 32, 32, 3)
     with pytest.raises(ValueError, match="label 10"):

@@ -7,7 +7,10 @@ gesture strip along the bottom (rows 52-63 of 64) that spells a short sign-langu
 The ten classes come in order-dependent pairs (even label, odd label): the time-reversed video of one
 class is, pixel for pixel, a video of its partner (``render_sample(s, 2k)[0][::-1] ==
 render_sample(s, 2k + 1)[0]``). A model that averages frames sees the same multiset of frames for both
-members of a pair and cannot beat chance between them. The gesture grammar is closed under reversal too
+members of a pair and cannot beat chance between them. Two details keep this exact in practice: every
+state is held for two frames, so test-time TSN sampling of 8 (or 16) of the 16 frames picks the same
+pictures from a video and from its reversal; and the mp4s are all-keyframe, constant-quantiser H.264,
+so no codec artefact marks a video's first frame (decoded partners are exact reversals). The gesture grammar is closed under reversal too
 (noun [adjective] verb [adjective] noun, an adjective belongs to its neighbouring noun), so the reversed
 gesture sequence is again a valid sentence, with subject and object swapped.
 
@@ -425,6 +428,9 @@ def generate_corpus(
         rel = f"videos/{i:06d}.mp4"
         write_video(out / rel, frames, fps=fps, gop=gop)
         lines[split].append(json.dumps({"video": rel, **meta}))
+    for stale in (out / "videos").glob("*.mp4"):  # left over from an earlier, larger corpus
+        if stale.stem.isdigit() and int(stale.stem) >= videos:
+            stale.unlink()
     for split, rows in lines.items():
         (out / f"{split}.jsonl").write_text("".join(row + "\n" for row in rows))
     (out / "classes.txt").write_text("".join(name + "\n" for name in CLASSES))
