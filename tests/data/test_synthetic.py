@@ -19,6 +19,7 @@ from videolm.data.synthetic import (
     NUMBERS,
     SHAPES,
     generate_corpus,
+    write_video,
     gloss_to_sentence,
     render_sample,
 )
@@ -69,6 +70,33 @@ def test_reversed_video_is_partner_class():
             assert [s["text"] for s in meta_f["transcript"]] == [s["text"] for s in meta_r["transcript"]][::-1]
             assert meta_f["gloss"] == meta_r["gloss"][::-1]
             assert meta_f["label_name"] != meta_r["label_name"]
+
+
+def test_test_time_sampling_sees_the_same_frames_for_both_partners():
+    """TSN test sampling takes frames 1, 3, ..., 15: of the reversed video that is frames 14, 12, ..., 0
+    of the original. Held states make both the same set, so frame averaging stays blind."""
+    from videolm.data.sampling import segment_indices
+
+    for pair in range(len(CLASSES) // 2):
+        fwd, _ = render_sample(pair, 2 * pair)
+        rev, _ = render_sample(pair, 2 * pair + 1)
+        for n in (8, 16):
+            idx = segment_indices(16, n, train=False).numpy()
+            assert sorted(f.tobytes() for f in fwd[idx]) == sorted(f.tobytes() for f in rev[idx])
+            np.testing.assert_array_equal(fwd[idx].mean(0), rev[idx].mean(0))
+
+
+def test_decoded_partner_videos_are_exact_reversals(tmp_path):
+    """All-keyframe coding keeps the pair property exact after H.264: no artefact marks the start."""
+    fwd, _ = render_sample(11, 6)
+    rev, _ = render_sample(11, 7)
+    write_video(tmp_path / "f.mp4", fwd)
+    write_video(tmp_path / "r.mp4", rev)
+    np.testing.assert_array_equal(decode(tmp_path / "f.mp4")[::-1], decode(tmp_path / "r.mp4"))
+    write_video(tmp_path / "gop.mp4", fwd, gop=16)  # the ordinary I/P/B stream decodes too
+    with av.open(str(tmp_path / "gop.mp4")) as container:
+        keyframes = [f.key_frame for f in container.decode(video=0)]
+    assert len(keyframes) == 16 and keyframes[0] and not any(keyframes[1:])
 
 
 def test_manifests_and_videos(corpus):
@@ -139,8 +167,8 @@ def test_text_matches_pixels():
             if label in (0, 1, 2, 3, 8, 9):
                 assert meta["qa"][3]["answer"] == CAPTION_VERBS[label].split()[-1]
             # every palette colour drawn in the main area is one shape; the count answer counts them
-            main = frames[:, :MAIN_H].reshape(-1, 3).astype(int)
-            present = {c for c, rgb in COLOURS.items() if (np.abs(main - rgb).max(1) <= 2).sum() >= 8}
+            codes = frames[:, :MAIN_H].astype(np.int32) @ np.array([65536, 256, 1], dtype=np.int32)
+            present = {c for c, (r, g, b) in COLOURS.items() if (codes == r * 65536 + g * 256 + b).sum() >= 8}
             assert colour in present
             assert NUMBERS[len(present)] == meta["qa"][-1]["answer"]
             assert all(t.startswith(f"the {colour} {shape} ") for t in texts)
@@ -152,11 +180,12 @@ def test_motion_is_visible():
     rgb = COLOURS[meta["qa"][0]["answer"]]
     mask = (np.abs(frames[:, :MAIN_H].astype(int) - rgb).max(-1) <= 40)
     xs = [np.nonzero(m)[1].mean() for m in mask]
-    assert xs[0] > 44 and xs[-1] < 20 and np.all(np.diff(xs) < 0)
+    assert xs[0] > 44 and xs[-1] < 20 and np.all(np.diff(xs[::2]) < 0)
     frames, meta = render_sample(3, 4)
     rgb = COLOURS[meta["qa"][0]["answer"]]
     area = (np.abs(frames[:, :MAIN_H].astype(int) - rgb).max(-1) <= 40).sum((1, 2))
-    assert np.all(np.diff(area) > 0) and area[-1] > 10 * area[0]
+    assert np.all(np.diff(area[::2]) > 0) and area[-1] > 10 * area[0]
+    np.testing.assert_array_equal(frames[0::2], frames[1::2])  # each state is held for two frames
 
 
 def test_gloss_grammar_is_closed_under_reversal():
@@ -170,6 +199,8 @@ def test_gloss_grammar_is_closed_under_reversal():
 def test_cli_and_sizes(tmp_path):
     assert cli_main(["data", "synthetic", "--out", str(tmp_path), "--videos", "4", "--seed", "3"]) == 0
     assert sum(1 for _ in (tmp_path / "videos").glob("*.mp4")) == 4
+    generate_corpus(tmp_path, videos=3, seed=3)  # a smaller corpus in the same place leaves no strays
+    assert sorted(p.name for p in (tmp_path / "videos").glob("*.mp4")) == [f"00000{i}.mp4" for i in range(3)]
     frames, _ = render_sample(0, 5, size=32, num_frames=8)
     assert frames.shape == (8, 32, 32, 3)
     with pytest.raises(ValueError, match="label 10"):
