@@ -27,6 +27,7 @@ A user card with the name of a built-in one replaces it (e.g. to pin a mirror).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -228,58 +229,61 @@ def _take(d: dict, key: str, types, file: Path, where: str, required: bool = Fal
     value = d[key]
     if types is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, types) or isinstance(value, bool) and types is not bool:
-        names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
-        _fail(file, where, f"field '{key}' must be a {names}, got {value!r}")
+    if not isinstance(value, types) or isinstance(value, bool):
+        _fail(file, where, f"field '{key}' must be of type {types.__name__}, got {value!r}")
     return value
 
 
 def _source_from_yaml(d: Any, file: Path, where: str) -> Source:
-    where = f"{where}: field 'source'"
+    def bad(name: str, problem: str):
+        _fail(file, where, f"field '{name}': {problem}")
+
     if not isinstance(d, dict):
-        _fail(file, where, "must be a mapping with one of 'hub', 'url' or 'package'")
+        bad("source", "must be a mapping with one of 'hub', 'url' or 'package'")
     kinds = [k for k in SOURCE_KINDS if k in d]
     if len(kinds) != 1:
-        _fail(file, where, f"needs exactly one of 'hub', 'url', 'package', got {sorted(d)}")
+        bad("source", f"needs exactly one of 'hub', 'url', 'package', got {sorted(d)}")
     unknown = set(d) - {"hub", "url", "package", "revision", "files", "sha256"}
     if unknown:
-        _fail(file, where, f"unknown field(s) {sorted(unknown)}")
+        bad("source", f"unknown field(s) {sorted(unknown)}")
     kind = kinds[0]
+    value = d[kind]
+    if not isinstance(value, str) or not value:
+        bad(f"source.{kind}", f"must be a non-empty string, got {value!r}")
     sha = d.get("sha256") or {}
     files = d.get("files") or []
     if isinstance(files, str):
         files = [files]
     if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
-        _fail(file, f"{where}.files", "must be a list of file names or glob patterns")
+        bad("source.files", "must be a list of file names or glob patterns")
     if kind == "url":
-        url = _take(d, "url", str, file, where)
-        if not re.match(r"https?://", url):
-            _fail(file, f"{where}.url", f"must be an http(s) URL, got {url!r}")
+        if not re.match(r"https?://", value):
+            bad("source.url", f"must be an http(s) URL, got {value!r}")
         if len(files) > 1:
-            _fail(file, f"{where}.files", "a url source has one file")
-        files = files or [url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]]
+            bad("source.files", "a url source has one file")
+        files = files or [value.split("?")[0].rstrip("/").rsplit("/", 1)[-1]]
         if isinstance(sha, str):  # one file: the digest itself
             sha = {files[0]: sha}
     if not isinstance(sha, dict):
-        _fail(file, f"{where}.sha256", "must map file names to sha256 hex digests")
+        bad("source.sha256", "must map file names to sha256 hex digests")
     for fname, digest in sha.items():
         if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
-            _fail(file, f"{where}.sha256.{fname}", f"not a sha256 hex digest: {digest!r}")
+            bad(f"source.sha256.{fname}", f"not a sha256 hex digest: {digest!r}")
     sha = {str(k): v.lower() for k, v in sha.items()}
     if kind == "hub":
-        repo = _take(d, "hub", str, file, where)
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-            _fail(file, f"{where}.hub", f"must be a hub repository 'owner/name', got {repo!r}")
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+            bad("source.hub", f"must be a hub repository 'owner/name', got {value!r}")
         if not files:
-            _fail(file, f"{where}.files", "a hub source lists its files (names or glob patterns)")
-        revision = _take(d, "revision", str, file, where, default="main")
-        return Source(kind="hub", repo=repo, revision=revision, files=tuple(files), sha256=sha)
+            bad("source.files", "a hub source lists its files (names or glob patterns)")
+        revision = d.get("revision") or "main"
+        if not isinstance(revision, str):
+            bad("source.revision", f"must be a branch, tag or commit, got {revision!r}")
+        return Source(kind="hub", repo=value, revision=revision, files=tuple(files), sha256=sha)
     if kind == "url":
-        return Source(kind="url", url=d["url"], files=tuple(files), sha256=sha)
-    path = _take(d, "package", str, file, where)
-    if Path(path).is_absolute() or ".." in Path(path).parts:
-        _fail(file, f"{where}.package", f"must be a folder inside videolm/assets, got {path!r}")
-    return Source(kind="package", path=path, files=tuple(files), sha256=sha)
+        return Source(kind="url", url=value, files=tuple(files), sha256=sha)
+    if Path(value).is_absolute() or ".." in Path(value).parts:
+        bad("source.package", f"must be a folder inside videolm/assets, got {value!r}")
+    return Source(kind="package", path=value, files=tuple(files), sha256=sha)
 
 
 _CARD_FIELDS = {f.name for f in dataclasses.fields(ModelCard)} - {"origin"}
@@ -314,8 +318,9 @@ def card_from_dict(d: Any, file: Path, index: int) -> ModelCard:
         value = _take(d, key, int, file, where)
         if value is not None and value <= 0:
             _fail(file, where, f"field '{key}' must be positive, got {value}")
-    if "source" not in d:
-        _fail(file, where, "field 'source' is required")
+    for key in ("method", "backbone", "licence", "source"):
+        if d.get(key) is None:
+            _fail(file, where, f"field '{key}' is required")
     return ModelCard(
         name=name,
         method=_take(d, "method", str, file, where, required=True),
@@ -384,7 +389,7 @@ def registry() -> dict[str, ModelCard]:
 def get_card(name: str) -> ModelCard:
     cards = registry()
     if name not in cards:
-        close = [n for n in cards if name.lower() in n.lower()][:5]
+        close = difflib.get_close_matches(name, cards, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `videolm zoo list`"
         raise KeyError(f"unknown model {name!r}{hint}")
     return cards[name]
