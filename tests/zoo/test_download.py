@@ -64,7 +64,10 @@ def card(name: str, source: dict, **extra) -> dict:
 
 
 def files_under(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()] if root.exists() else []
+    """Regular files under ``root``, lock files aside."""
+    if not root.exists():
+        return []
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and p.suffix != ".lock"]
 
 
 def home() -> Path:

@@ -25,6 +25,8 @@ from fnmatch import fnmatch
 from http.client import HTTPException
 from pathlib import Path
 
+from filelock import FileLock
+
 from videolm.zoo import registry
 from videolm.zoo.registry import ModelCard, get_card
 
@@ -156,7 +158,11 @@ def _fetch_hub(card: ModelCard, revision: str | None) -> Path:
         raise DownloadError(f"model '{card.name}': {where}: no such revision") from e
     except LocalEntryNotFoundError as e:  # the hub could not be reached and the cache has no copy
         cause = e.__cause__ or e.__context__ or e
-        raise DownloadError(f"model '{card.name}': download of {current} from {where} failed: {cause}") from e
+        raise DownloadError(
+            f"model '{card.name}': download of {current} from {where} failed: {cause}. Check the network "
+            f"and HF_ENDPOINT; to use the model offline, run `videolm zoo download {card.name}` where there "
+            f"is network and copy {home()} here."
+        ) from e
     except EntryNotFoundError as e:
         raise DownloadError(f"model '{card.name}': {where} has no file '{current}'") from e
     except (HfHubHTTPError, OSError) as e:
@@ -216,6 +222,14 @@ def _fetch_url(card: ModelCard, attempts: int = 3) -> Path:
     if offline():
         raise _offline_error(card)
     folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / f".{filename}.lock"):  # one writer per file across processes
+        if not dest.exists():
+            _download_url(card, dest, attempts)
+    return folder
+
+
+def _download_url(card: ModelCard, dest: Path, attempts: int) -> None:
+    src, filename = card.source, dest.name
     part = dest.with_name(dest.name + ".part")
     for attempt in range(1, attempts + 1):
         try:
@@ -239,7 +253,6 @@ def _fetch_url(card: ModelCard, attempts: int = 3) -> Path:
                 f"model '{card.name}': {src.url} has sha256 {actual}, expected {digest}; nothing was kept"
             )
     os.replace(part, dest)
-    return folder
 
 
 # --- bundled files -----------------------------------------------------------------------------------

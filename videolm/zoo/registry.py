@@ -113,24 +113,26 @@ def _xclip(name: str, backbone: str, frames: int, resolution: int, figures: list
     )
 
 
-def _k(dataset: str, top1: float, top5: float) -> list[tuple]:
-    return [(dataset, "top-1", top1), (dataset, "top-5", top5)]
-
-
 XCLIP_CARDS = [
-    _xclip("xclip-base-patch32", "ViT-B/32", 8, 224, _k("kinetics-400", 80.4, 95.0), "fully supervised on Kinetics-400"),
-    _xclip("xclip-base-patch32-16-frames", "ViT-B/32", 16, 224, _k("kinetics-400", 81.1, 95.5), "fully supervised on Kinetics-400"),
-    _xclip("xclip-base-patch16", "ViT-B/16", 8, 224, _k("kinetics-400", 83.8, 95.7), "fully supervised on Kinetics-400"),
-    _xclip("xclip-base-patch16-16-frames", "ViT-B/16", 16, 224, _k("kinetics-400", 84.7, 96.8), "fully supervised on Kinetics-400"),
-    _xclip("xclip-large-patch14", "ViT-L/14", 8, 224, _k("kinetics-400", 87.1, 97.6), "fully supervised on Kinetics-400"),
-    _xclip("xclip-large-patch14-16-frames", "ViT-L/14", 16, 336, _k("kinetics-400", 87.7, 97.4), "fully supervised on Kinetics-400"),
-    _xclip("xclip-base-patch16-kinetics-600", "ViT-B/16", 8, 224, _k("kinetics-600", 85.3, 97.1), "fully supervised on Kinetics-600"),
-    _xclip("xclip-base-patch16-kinetics-600-16-frames", "ViT-B/16", 16, 224, _k("kinetics-600", 85.8, 97.3), "fully supervised on Kinetics-600"),
-    _xclip("xclip-large-patch14-kinetics-600", "ViT-L/14", 8, 224, _k("kinetics-600", 88.3, 97.7), "fully supervised on Kinetics-600"),
     *[
-        _xclip(f"xclip-base-patch16-{ds}-{shots}-shot", "ViT-B/16", 32, 224, [(dataset, "top-1", top1)],
-               f"few-shot ({shots} examples per class) on {dataset}")
-        for ds, dataset, results in (
+        _xclip(name, backbone, frames, res, [(data, "top-1", top1), (data, "top-5", top5)],
+               f"fully supervised on {data}")
+        for name, backbone, frames, res, data, top1, top5 in (
+            ("xclip-base-patch32", "ViT-B/32", 8, 224, "kinetics-400", 80.4, 95.0),
+            ("xclip-base-patch32-16-frames", "ViT-B/32", 16, 224, "kinetics-400", 81.1, 95.5),
+            ("xclip-base-patch16", "ViT-B/16", 8, 224, "kinetics-400", 83.8, 95.7),
+            ("xclip-base-patch16-16-frames", "ViT-B/16", 16, 224, "kinetics-400", 84.7, 96.8),
+            ("xclip-large-patch14", "ViT-L/14", 8, 224, "kinetics-400", 87.1, 97.6),
+            ("xclip-large-patch14-16-frames", "ViT-L/14", 16, 336, "kinetics-400", 87.7, 97.4),
+            ("xclip-base-patch16-kinetics-600", "ViT-B/16", 8, 224, "kinetics-600", 85.3, 97.1),
+            ("xclip-base-patch16-kinetics-600-16-frames", "ViT-B/16", 16, 224, "kinetics-600", 85.8, 97.3),
+            ("xclip-large-patch14-kinetics-600", "ViT-L/14", 8, 224, "kinetics-600", 88.3, 97.7),
+        )
+    ],
+    *[
+        _xclip(f"xclip-base-patch16-{ds}-{shots}-shot", "ViT-B/16", 32, 224, [(data, "top-1", top1)],
+               f"few-shot ({shots} examples per class) on {data}")
+        for ds, data, results in (
             ("hmdb", "hmdb-51", ((2, 53.0), (4, 57.3), (8, 62.8), (16, 64.0))),
             ("ucf", "ucf-101", ((2, 76.4), (4, 83.4), (8, 88.3), (16, 91.4))),
         )
@@ -183,8 +185,8 @@ PLLAVA_CARDS = [
 ]
 
 # --- open_clip towers used to build new video models. ----------------------------------------------------
-# Files: the safetensors that open_clip itself prefers on the hub; OpenAI weights need QuickGELU. Figures: ImageNet-1k zero-shot top-1 (%)
-# from open_clip's results table.
+# Files: the safetensors that open_clip itself prefers on the hub; OpenAI weights need QuickGELU.
+# Figures: ImageNet-1k zero-shot top-1 (%) from open_clip's results table.
 OPEN_CLIP_CARDS = [
     ModelCard(
         name=f"openclip-{arch.lower()}-{tag.replace('_', '-')}",
