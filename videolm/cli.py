@@ -43,7 +43,6 @@ def _add_data(sub) -> None:
     s.set_defaults(func=run)
 
 
-<<<<<<< HEAD
 def _registry_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--registry", action="append", metavar="FILE", default=argparse.SUPPRESS,
                         help="YAML file with more model cards (repeatable; also $VIDEOLM_ZOO)")
@@ -68,7 +67,10 @@ def _add_zoo(sub) -> None:
         from videolm.zoo.cli import main
 
         return main(a)
-=======
+
+    p.set_defaults(func=run)
+
+
 def _add_quickstart(sub) -> None:
     p = sub.add_parser(
         "quickstart",
@@ -100,7 +102,6 @@ def _add_quickstart(sub) -> None:
         results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
         acc = results[0].get("test/acc")
         print(f"{type(cli.model).__name__} test top-1 accuracy on {a.data}: {100 * acc:.1f}%")
->>>>>>> main
 
     p.set_defaults(func=run)
 
