@@ -181,17 +181,22 @@ def test_hub_persistent_500(world, tmp_path):
 
 
 def test_offline(world, tmp_path, monkeypatch):
-    world.add_repo("team/offline", {"a.json": b"{}"})
+    world.add_repo("team/offline", {"a.json": b"{}", "b.json": b"[]"})
     write_registry(tmp_path, [
         card("was-fetched", {"hub": "team/offline", "files": ["a.json"]}),
+        card("snapshot-fetched", {"hub": "team/offline", "files": ["*.json"]}),
         card("never-fetched", {"url": world.add_url("x.bin", b"x")}),
+        card("hub-never-fetched", {"hub": "team/elsewhere", "files": ["*.json"]}),
     ])
-    folder = resolve("was-fetched")
+    folder, snapshot = resolve("was-fetched"), resolve("snapshot-fetched")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     seen = len(world.log)
 
     assert resolve("was-fetched") == folder
+    assert resolve("snapshot-fetched") == snapshot and (snapshot / "b.json").read_bytes() == b"[]"
+    with pytest.raises(OfflineError, match=r"'hub-never-fetched' is not in the cache"):
+        resolve("hub-never-fetched")
     with pytest.raises(OfflineError, match=r"'never-fetched' is not in the cache.*videolm zoo download never-fetched"):
         resolve("never-fetched")
     assert len(world.log) == seen

@@ -36,6 +36,8 @@ def test_builtin_cards():
     assert {c.source.repo for c in list_cards("llava")} == {
         "llava-hf/llava-v1.6-vicuna-7b-hf", "llava-hf/llava-v1.6-vicuna-13b-hf", "llava-hf/llava-v1.6-34b-hf"}
     assert {c.backbone for c in list_cards("clip")} == {"ViT-B-32", "ViT-B-16", "ViT-L-14"}
+    assert len([c for c in xclip.values() if c.source.sha256]) == 11
+    assert all(set(c.source.sha256) <= set(c.source.files) for c in registry.BUILTIN_CARDS)
     names = [c.name for c in registry.BUILTIN_CARDS]
     assert len(names) == len(set(names))
 

@@ -143,6 +143,11 @@ def _fetch_hub(card: ModelCard, revision: str | None) -> Path:
     if not patterns and cached_before >= set(exact):
         return _snapshot_folder(_hub_cached(kwargs, exact[0]), exact[0])  # cache hit: no network at all
     if offline():
+        if patterns:  # the last snapshot of this revision, if there is one
+            try:
+                return Path(snapshot_download(allow_patterns=list(src.files), local_files_only=True, **kwargs))
+            except LocalEntryNotFoundError:
+                pass
         raise _offline_error(card)
     current = "the file list"
     try:

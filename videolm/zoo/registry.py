@@ -98,14 +98,31 @@ _XCLIP_FILES = ["config.json", "pytorch_model.bin", "preprocessor_config.json", 
                 "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"]
 
 
+# sha256 of pytorch_model.bin as shown by the hub's LFS details ("Upload model" commit, unchanged since).
+_XCLIP_SHA256 = {
+    "xclip-base-patch32": "d2840b05bd4ed269688ff76a239e703dd930db4a160726c5b79b9ef26f173452",
+    "xclip-base-patch32-16-frames": "02de90afd3075f4623195d6a29949eaf0165159088daf16057f1c7b99c53f10b",
+    "xclip-base-patch16": "c331b1e49dea973c0034a17278f2c72cc09a8af5a0ddf38ec88307649ad59081",
+    "xclip-base-patch16-16-frames": "d6b66745d2f632d7bcf191752b15eaf3ca5a895e622404a62bea7a00397fd91c",
+    "xclip-large-patch14": "452ba339d9f0213e0ef802af05f60742db1b73f95ee4aaf7ed5ca1108ae3ea46",
+    "xclip-large-patch14-16-frames": "dd3f78a70f684b572ed01102bcc6abca1dce342802e7067869d32931deca7abd",
+    "xclip-base-patch16-kinetics-600": "927a73a0d9ebc3ac4087dae59d3f831de65a29d37a2accb2b541ca4377838e69",
+    "xclip-base-patch16-hmdb-2-shot": "adec9b7c4e8cc1d176973d7f3fa22dbd616cd50345d7cd03058c84f2bb429717",
+    "xclip-base-patch16-hmdb-4-shot": "74e990e05850128c298192ff8fea7bee3d9d4a82d46ba47919b680d71580a691",
+    "xclip-base-patch16-hmdb-16-shot": "deca00bfa44fc4e9351db4caf93fa9db521c3f4b44a40d2d63d81012292a149d",
+    "xclip-base-patch16-zero-shot": "6f57805daf0db792cc4a09e99b72c97feb2b7e7a0a99c219718d28186d852fe4",
+}
+
+
 def _xclip(name: str, backbone: str, frames: int, resolution: int, figures: list[tuple], what: str):
+    sha = {"pytorch_model.bin": _XCLIP_SHA256[name]} if name in _XCLIP_SHA256 else {}
     return ModelCard(
         name=name,
         method="xclip",
         backbone=backbone,
         frames=frames,
         resolution=resolution,
-        source=_hub(f"microsoft/{name}", _XCLIP_FILES),
+        source=_hub(f"microsoft/{name}", _XCLIP_FILES, sha256=sha),
         licence="MIT",
         converter="xclip",
         figures=tuple(Figure(*f) for f in figures),
@@ -442,12 +459,12 @@ def markdown(cards: list[ModelCard] | None = None) -> str:
     for method in methods:
         group = [c for c in cards if c.method == method]
         lines += [f"## {METHOD_TITLES.get(method, method)}", ""]
-        lines += ["| name | backbone | frames | res. | source | converter | licence | reported figures |"]
-        lines += ["|---|---|---|---|---|---|---|---|"]
+        lines += ["| name | backbone | frames | res. | source | sha256 | converter | licence | reported figures |"]
+        lines += ["|---|---|---|---|---|---|---|---|---|"]
         for c in group:
             lines.append(
                 f"| `{c.name}` | {c.backbone} | {c.frames or '-'} | {c.resolution or '-'} | {_source_md(c)} "
-                f"| {c.converter or '-'} | {c.licence} | {_figures(c)} |"
+                f"| {'pinned' if c.source.sha256 else '-'} | {c.converter or '-'} | {c.licence} | {_figures(c)} |"
             )
         lines.append("")
     return "\n".join(lines)
