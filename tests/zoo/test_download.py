@@ -147,6 +147,19 @@ def test_hub_interrupted_transfer_resumes(world, tmp_path):
     assert [p.name for p in (folder.parent.parent / "blobs").iterdir()] == [sha(weights)]  # no partial left
 
 
+def test_hub_transfer_that_never_completes_leaves_no_file(world, tmp_path):
+    weights = os.urandom(100_000)
+    world.add_repo("team/dead", {"weights.bin": weights})
+    world.cut[f"/cdn/{sha(weights)}"] = [50_000] * 10  # every GET dies half way
+    write_registry(tmp_path, [card("dead", {"hub": "team/dead", "files": ["weights.bin"]})])
+
+    with pytest.raises(DownloadError, match=r"model 'dead': download of weights.bin from hub repository team/dead"):
+        resolve("dead")  # huggingface_hub tries 6 times, 1 s apart
+
+    assert not list((home() / "hub").rglob("weights.bin"))
+    assert not [p for p in files_under(home()) if p.stat().st_size == len(weights)]
+
+
 @pytest.mark.parametrize(
     ("source", "problem"),
     [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from videolm.zoo import ChecksumError, RegistryError, get_card, list_cards, resolve
+from videolm.zoo import ChecksumError, DownloadError, RegistryError, get_card, list_cards, resolve
 from videolm.zoo import registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +116,8 @@ BAD = [
      "{name: a, method: x, backbone: b, licence: MIT, source: {url: 'http://x/z'}}]", r"'a' is defined twice"),
     ("models: [{name: a, method: x, backbone: b, licence: MIT, source: {hub: null, files: [x]}}]",
      r"field 'source.hub': must be a non-empty string"),
+    ("models: [{name: a, method: x, backbone: b, licence: MIT, source: {url: 'http://x/y/..'}}]",
+     r"field 'source.files': a url source saves one plain file name, got '..'"),
     ("models: [a: b: c]", r"not valid YAML"),
 ]
 
@@ -149,6 +151,10 @@ def test_bundled_demo_cards(tmp_path, monkeypatch):
     assert get_card("demo-tiny").source.kind == "package"
     assert "demo-tiny" in registry.builtin_registry()  # bundled cards are documented in model_zoo.md
     assert resolve("demo-tiny") == demo
+    (demo / "model.safetensors").unlink()
+    with pytest.raises(DownloadError, match=r"demo-tiny': bundled folder .*demo_tiny lacks \['model.safetensors'\]"):
+        resolve("demo-tiny")
+    (demo / "model.safetensors").write_bytes(weights)
     with pytest.raises(ChecksumError, match=r"demo-tampered.*model\.safetensors has sha256"):
         resolve("demo-tampered")
 

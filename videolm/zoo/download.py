@@ -130,6 +130,7 @@ def _fetch_hub(card: ModelCard, revision: str | None) -> Path:
     from huggingface_hub.errors import (
         EntryNotFoundError,
         HfHubHTTPError,
+        HTTPError,  # the HTTP client's base error (connection lost mid-transfer, ...)
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -170,7 +171,7 @@ def _fetch_hub(card: ModelCard, revision: str | None) -> Path:
         ) from e
     except EntryNotFoundError as e:
         raise DownloadError(f"model '{card.name}': {where} has no file '{current}'") from e
-    except (HfHubHTTPError, OSError) as e:
+    except (HfHubHTTPError, HTTPError, OSError) as e:
         raise DownloadError(f"model '{card.name}': download of {current} from {where} failed: {e}") from e
     for filename, digest in src.sha256.items():
         path = folder / filename
@@ -269,6 +270,9 @@ def _fetch_package(card: ModelCard) -> Path:
         raise DownloadError(
             f"model '{card.name}': bundled folder {folder} is missing; reinstall videolm with its assets"
         )
+    missing = [f for f in {*card.source.files, *card.source.sha256} if not (folder / f).is_file()]
+    if missing:
+        raise DownloadError(f"model '{card.name}': bundled folder {folder} lacks {sorted(missing)}")
     for filename, digest in card.source.sha256.items():
         actual = sha256sum(folder / filename)
         if actual != digest:

@@ -281,6 +281,8 @@ def _source_from_yaml(d: Any, file: Path, where: str) -> Source:
         if len(files) > 1:
             bad("source.files", "a url source has one file")
         files = files or [value.split("?")[0].rstrip("/").rsplit("/", 1)[-1]]
+        if files[0] in ("", ".", "..") or "/" in files[0] or "\\" in files[0]:
+            bad("source.files", f"a url source saves one plain file name, got {files[0]!r}")
         if isinstance(sha, str):  # one file: the digest itself
             sha = {files[0]: sha}
     if not isinstance(sha, dict):
