@@ -336,7 +336,8 @@ def convert(card: ModelCard, folder: Path) -> Path:
         for side in folder.iterdir():
             if side.is_file() and any(fnmatch(side.name, p) for p in _SIDE_FILES):
                 shutil.copyfile(side, tmp / side.name)
-        metadata = {"videolm.model": card.name, "videolm.method": card.method, "videolm.source": card.source.location}
+        metadata = {"videolm.model": card.name, "videolm.method": card.method,
+                    "videolm.source": card.source.location}
         save_file(state, tmp / "model.safetensors", metadata=metadata)
         try:
             os.rename(tmp, dst)

@@ -469,4 +469,31 @@ def markdown(cards: list[ModelCard] | None = None) -> str:
                 f"| {'pinned' if c.source.sha256 else '-'} | {c.converter or '-'} | {c.licence} | {_figures(c)} |"
             )
         lines.append("")
+    lines += [
+        "## Your own models",
+        "",
+        "Publish cards in a YAML file and point `VIDEOLM_ZOO` at it (several files: separated by `:`), or pass "
+        "`videolm --registry FILE ...`. A card with a built-in name replaces the built-in one (e.g. a mirror).",
+        "",
+        "```yaml",
+        "models:",
+        "  - name: team-xclip-b32",
+        "    method: xclip",
+        "    backbone: ViT-B/32",
+        "    frames: 8",
+        "    resolution: 224",
+        "    licence: Apache-2.0",
+        "    source:            # exactly one of hub / url / package",
+        "      hub: team/xclip-b32-finetuned",
+        "      revision: v1.0   # branch, tag or commit",
+        "      files: [config.json, model.safetensors]   # names or glob patterns",
+        "      sha256: {model.safetensors: <64 hex digits>}",
+        "    converter: null    # or open_clip, xclip, or module:function for foreign formats",
+        "    figures: [{dataset: our-clips, metric: top-1, value: 91.0}]",
+        "```",
+        "",
+        "Bundled demo models ship their card as `videolm/assets/<folder>/card.yaml` with "
+        "`source: {package: <folder>}`.",
+        "",
+    ]
     return "\n".join(lines)
