@@ -170,6 +170,6 @@ def test_model_zoo_md_is_current():
 
 def test_model_zoo_md_yaml_example_is_a_valid_registry(tmp_path):
     text = (ROOT / "model_zoo.md").read_text()
-    example = text.split("```yaml\n", 1)[1].split("```", 1)[0].replace("<64 hex digits>", "0" * 64)
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0].replace("<64 hex digits>", "0" * 64)  # quoted
     (card,) = registry.load_registry_file(_write(tmp_path, example))
     assert (card.name, card.source.repo, card.source.revision) == ("team-xclip-b32", "team/xclip-b32-finetuned", "v1.0")

@@ -289,7 +289,7 @@ def _source_from_yaml(d: Any, file: Path, where: str) -> Source:
         bad("source.sha256", "must map file names to sha256 hex digests")
     for fname, digest in sha.items():
         if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
-            bad(f"source.sha256.{fname}", f"not a sha256 hex digest: {digest!r}")
+            bad(f"source.sha256.{fname}", f"not a sha256 hex digest (64 hex digits, quoted): {digest!r}")
     sha = {str(k): v.lower() for k, v in sha.items()}
     if kind == "hub":
         if not re.fullmatch(r"[\w.-]+/[\w.-]+", value):
@@ -487,7 +487,7 @@ def markdown(cards: list[ModelCard] | None = None) -> str:
         "      hub: team/xclip-b32-finetuned",
         "      revision: v1.0   # branch, tag or commit",
         "      files: [config.json, model.safetensors]   # names or glob patterns",
-        "      sha256: {model.safetensors: <64 hex digits>}",
+        "      sha256: {model.safetensors: \"<64 hex digits>\"}",
         "    converter: null    # or open_clip, xclip, or module:function for foreign formats",
         "    figures: [{dataset: our-clips, metric: top-1, value: 91.0}]",
         "```",
