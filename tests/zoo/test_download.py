@@ -287,6 +287,44 @@ def test_official_open_clip_checkpoint_converted_once(world, tmp_path):
     torch.testing.assert_close(clip_outputs(loaded), clip_outputs(model), rtol=0, atol=0)
 
 
+def test_official_xclip_checkpoint_converted_once_loads_in_transformers(world, tmp_path):
+    from transformers import XCLIPConfig, XCLIPModel
+
+    config = XCLIPConfig(
+        text_config={"vocab_size": 99, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "max_position_embeddings": 16},
+        vision_config={"image_size": 32, "patch_size": 16, "hidden_size": 32, "intermediate_size": 37,
+                       "num_hidden_layers": 2, "num_attention_heads": 4, "num_frames": 2, "mit_hidden_size": 32,
+                       "mit_intermediate_size": 128, "mit_num_attention_heads": 4},
+        projection_dim=32, prompt_layers=1, prompt_num_attention_heads=4,
+    )
+    torch.manual_seed(0)
+    model = XCLIPModel(config).eval()
+    official = tmp_path / "official"  # the on-disk layout of the microsoft/xclip-* repositories
+    config.save_pretrained(official)
+    torch.save(model.state_dict(), official / "pytorch_model.bin")
+    files = {f: (official / f).read_bytes() for f in ("config.json", "pytorch_model.bin")}
+    world.add_repo("microsoft/xclip-tiny", files)
+    write_registry(tmp_path, [card("xclip-tiny", {"hub": "microsoft/xclip-tiny", "files": sorted(files),
+                                                  "sha256": {"pytorch_model.bin": sha(files["pytorch_model.bin"])}},
+                                   method="xclip", converter="pytorch_bin", config=None)])
+
+    folder = resolve("xclip-tiny")
+
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    stamp, seen = (folder / "model.safetensors").stat().st_mtime_ns, len(world.log)
+    assert resolve("xclip-tiny") == folder and len(world.log) == seen
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # converted once
+    loaded = XCLIPModel.from_pretrained(folder).eval()
+    g = torch.Generator().manual_seed(2)
+    video = torch.randn(1, 2, 3, 32, 32, generator=g)
+    tokens = torch.randint(3, 99, (3, 6), generator=g)
+    with torch.no_grad():
+        expected = model(input_ids=tokens, pixel_values=video).logits_per_video
+        actual = loaded(input_ids=tokens, pixel_values=video).logits_per_video
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
 class _Exploit:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))

@@ -26,7 +26,7 @@ XCLIP_NAMES = {
 def test_builtin_cards():
     xclip = {c.name: c for c in list_cards("xclip")}
     assert set(xclip) == XCLIP_NAMES
-    assert all(c.source.repo == f"microsoft/{c.name}" and c.converter == "xclip" for c in xclip.values())
+    assert all(c.source.repo == f"microsoft/{c.name}" and c.converter == "pytorch_bin" for c in xclip.values())
     b32 = get_card("xclip-base-patch32")
     assert (b32.frames, b32.resolution, b32.figures[0].value) == (8, 224, 80.4)  # DESIGN.md: K400 B/32 8f 80.4
     assert get_card("xclip-base-patch16").figures[0].value == 83.8

@@ -34,10 +34,12 @@ from videolm.zoo.registry import ModelCard, get_card
 # (str -> Tensor) or an nn.Module whose state_dict is saved; a card may also name "module:function" itself.
 CONVERTERS: dict[str, str] = {
     "open_clip": "videolm.convert.openclip:from_checkpoint",
-    "xclip": "videolm.convert.xclip:from_transformers",
+    "pytorch_bin": "videolm.convert.pytorch_bin:from_pytorch_bin",
 }
-# Small non-weight files copied next to converted weights (configs, tokenizers, label lists).
+# Small non-weight files copied next to converted weights (configs, tokenizers, label lists); weight
+# indexes stay behind, since the converted weights are one model.safetensors.
 _SIDE_FILES = ("*.json", "*.txt", "*.model", "*.yaml")
+_NOT_SIDE_FILES = ("*.index.json",)
 _CHUNK = 1 << 20
 
 
@@ -334,10 +336,11 @@ def convert(card: ModelCard, folder: Path) -> Path:
     tmp.mkdir(parents=True)
     try:
         for side in folder.iterdir():
-            if side.is_file() and any(fnmatch(side.name, p) for p in _SIDE_FILES):
+            if (side.is_file() and any(fnmatch(side.name, p) for p in _SIDE_FILES)
+                    and not any(fnmatch(side.name, p) for p in _NOT_SIDE_FILES)):
                 shutil.copyfile(side, tmp / side.name)
-        metadata = {"videolm.model": card.name, "videolm.method": card.method,
-                    "videolm.source": card.source.location}
+        metadata = {"format": "pt", "videolm.model": card.name, "videolm.method": card.method,
+                    "videolm.source": card.source.location}  # "format": what transformers' loader expects
         save_file(state, tmp / "model.safetensors", metadata=metadata)
         try:
             os.rename(tmp, dst)

@@ -124,7 +124,7 @@ def _xclip(name: str, backbone: str, frames: int, resolution: int, figures: list
         resolution=resolution,
         source=_hub(f"microsoft/{name}", _XCLIP_FILES, sha256=sha),
         licence="MIT",
-        converter="xclip",
+        converter="pytorch_bin",  # the repos hold pytorch_model.bin: cached once as model.safetensors
         figures=tuple(Figure(*f) for f in figures),
         description=f"X-CLIP {backbone}, {frames}x{resolution}, {what}",
     )
@@ -488,7 +488,7 @@ def markdown(cards: list[ModelCard] | None = None) -> str:
         "      revision: v1.0   # branch, tag or commit",
         "      files: [config.json, model.safetensors]   # names or glob patterns",
         "      sha256: {model.safetensors: \"<64 hex digits>\"}",
-        "    converter: null    # or open_clip, xclip, or module:function for foreign formats",
+        "    converter: null    # foreign formats: pytorch_bin, open_clip or module:function",
         "    figures: [{dataset: our-clips, metric: top-1, value: 91.0}]",
         "```",
         "",
