@@ -24,15 +24,20 @@ TINY_CLIP_CONFIG: dict[str, Any] = {
 def create_clip(
     model_name: str = "ViT-B-32",
     pretrained: str | None = None,
-    config: dict[str, Any] | None = None,
+    config: dict[str, Any] | str | None = None,
     cache_dir: str | None = None,
 ) -> open_clip.CLIP:
     """Return an ``open_clip.CLIP``.
 
-    With ``config`` (keys ``embed_dim``, ``vision_cfg``, ``text_cfg`` and optionally ``quick_gelu``)
-    the model is built from it with random weights; otherwise ``open_clip.create_model(model_name,
-    pretrained)`` builds a registered architecture and downloads the pretrained tag when given.
+    With ``config`` (keys ``embed_dim``, ``vision_cfg``, ``text_cfg`` and optionally ``quick_gelu``, or
+    ``"tiny"`` for :data:`TINY_CLIP_CONFIG`) the model is built from it with random weights; otherwise
+    ``open_clip.create_model(model_name, pretrained)`` builds a registered architecture and downloads
+    the pretrained tag when given.
     """
+    if config == "tiny":
+        config = TINY_CLIP_CONFIG
+    if isinstance(config, str):
+        raise ValueError(f"unknown named CLIP config {config!r}; use 'tiny' or a dict")
     if config is not None:
         cfg = copy.deepcopy(config)
         try:

@@ -1,0 +1,169 @@
+"""``VideoDataModule``: manifests per split -> batches of ``(B, T, C, H, W)`` clips for Lightning."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader, Subset
+
+from videolm.data.datasets import VideoDataset, collate
+from videolm.data.manifests import read_class_names
+from videolm.data.transforms import VideoTransform
+
+
+class DecodeErrorReport(pl.Callback):
+    """Counts samples that failed to decode and reports them at the end of each epoch."""
+
+    def __init__(self):
+        self.errors: list[str] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.errors.extend(batch.get("errors", []))
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.errors.extend(batch.get("errors", []))
+
+    on_test_batch_end = on_validation_batch_end
+    on_predict_batch_end = on_validation_batch_end
+
+    def _report(self, trainer, stage: str):
+        if self.errors and trainer.is_global_zero:
+            shown = "; ".join(self.errors[:5]) + (" ..." if len(self.errors) > 5 else "")
+            rank_zero_warn(f"{stage}: {len(self.errors)} sample(s) failed to decode and were skipped: {shown}")
+        self.errors = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._report(trainer, f"epoch {trainer.current_epoch} (train)")
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._report(trainer, f"epoch {trainer.current_epoch} (validation)")
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        self._report(trainer, "test")
+
+    def on_predict_epoch_end(self, trainer, pl_module):
+        self._report(trainer, "predict")
+
+
+def few_shot_subset(dataset: VideoDataset, shots: int, seed: int = 0) -> Subset:
+    """``shots`` samples per class drawn with ``seed`` (all of a class that has fewer)."""
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, label in enumerate(dataset.labels):
+        if label is None:
+            raise ValueError(f"{dataset.source}: few-shot sampling needs a label on every sample")
+        by_class[label].append(i)
+    rng = random.Random(seed)
+    chosen = [i for c in sorted(by_class) for i in rng.sample(by_class[c], min(shots, len(by_class[c])))]
+    return Subset(dataset, sorted(chosen))
+
+
+class VideoDataModule(pl.LightningDataModule):
+    """Video classification / captioning data from manifests (JSONL, CSV/TSV, MMAction2 lists).
+
+    Args:
+        train, val, test, predict: manifest paths per split (any may be omitted).
+        root: folder the manifests' video paths are relative to (default: each manifest's folder).
+        classes: class list file (one name a line); default ``classes.txt`` next to the train manifest.
+        num_frames: frames per clip; sampler: ``segment`` (TSN), ``uniform`` or ``dense``.
+        image_size, mean: crop size and normalisation (``clip`` or ``imagenet``).
+        test_num_clips, test_num_crops: multi-view testing (views averaged by the model).
+        few_shot: if set, train on this many examples per class (drawn with ``seed``).
+        on_error: ``skip`` (default), ``replace`` or ``raise`` for videos that fail to decode.
+    """
+
+    def __init__(
+        self,
+        train: str | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        predict: str | None = None,
+        root: str | None = None,
+        classes: str | None = None,
+        num_frames: int = 8,
+        sampler: str = "segment",
+        frame_interval: int = 1,
+        image_size: int = 224,
+        mean: str = "clip",
+        train_crop: str = "random_resized",
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        flip: bool = True,
+        test_num_clips: int = 1,
+        test_num_crops: int = 1,
+        few_shot: int | None = None,
+        seed: int = 0,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        backend: str = "auto",
+        on_error: str = "skip",
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.manifests = {"train": train, "val": val, "test": test, "predict": predict}
+        if not any(self.manifests.values()):
+            raise ValueError("VideoDataModule needs at least one manifest (train, val, test or predict)")
+        self._class_names: list[str] | None = None
+        self.datasets: dict[str, VideoDataset] = {}
+
+    @property
+    def class_names(self) -> list[str] | None:
+        if self._class_names is None:
+            path = self.hparams.classes
+            if path is None:
+                first = next(m for m in self.manifests.values() if m)
+                default = Path(first).parent / "classes.txt"
+                path = default if default.is_file() else None
+            if path is not None:
+                self._class_names = read_class_names(path)
+        return self._class_names
+
+    def make_dataset(self, split: str) -> VideoDataset:
+        h = self.hparams
+        train = split == "train"
+        test_views = split in ("test", "predict")
+        transform = VideoTransform(
+            size=h.image_size, train=train, mean=h.mean, crop=h.train_crop, scale=tuple(h.crop_scale),
+            flip=h.flip, num_crops=h.test_num_crops if test_views else 1,
+        )
+        return VideoDataset(
+            self.manifests[split], root=h.root, num_frames=h.num_frames, sampler=h.sampler,
+            frame_interval=h.frame_interval, num_clips=h.test_num_clips if test_views else 1,
+            transform=transform, train=train, class_names=self.class_names, backend=h.backend,
+            on_error=h.on_error,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        for split, manifest in self.manifests.items():
+            if manifest and split not in self.datasets:
+                self.datasets[split] = self.make_dataset(split)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and not any(isinstance(c, DecodeErrorReport) for c in trainer.callbacks):
+            trainer.callbacks.append(DecodeErrorReport())
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        if split not in self.datasets:
+            raise ValueError(f"no {split!r} manifest was given to VideoDataModule")
+        dataset = self.datasets[split]
+        if split == "train" and self.hparams.few_shot:
+            dataset = few_shot_subset(dataset, self.hparams.few_shot, self.hparams.seed)
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=workers,
+            collate_fn=collate, persistent_workers=workers > 0, drop_last=False,
+        )
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val")
+
+    def test_dataloader(self):
+        return self._loader("test")
+
+    def predict_dataloader(self):
+        return self._loader("predict")
