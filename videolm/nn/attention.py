@@ -38,16 +38,24 @@ class MultiheadAttention(nn.Module):
     """Batch-first multi-head attention with ``nn.MultiheadAttention``'s parameter names.
 
     ``forward(x)`` is self-attention; pass ``context`` for cross-attention. ``mask`` follows
-    :func:`attention`.
+    :func:`attention`. ``qkv_bias`` (default: ``bias``) sets the input projection's bias alone.
     """
 
-    def __init__(self, dim: int, num_heads: int, bias: bool = True, dropout: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        bias: bool = True,
+        dropout: float = 0.0,
+        qkv_bias: bool | None = None,
+    ):
         super().__init__()
+        qkv_bias = bias if qkv_bias is None else qkv_bias
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.dropout = dim, num_heads, dropout
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim)) if bias else None
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim)) if qkv_bias else None
         self.out_proj = nn.Linear(dim, dim, bias=bias)
         nn.init.xavier_uniform_(self.in_proj_weight)
         if bias:
