@@ -154,3 +154,28 @@ def test_temporal_attention_starts_as_identity_and_learns_order():
     assert not torch.allclose(y, x)
     with pytest.raises(ValueError, match="max_frames"):
         module(torch.randn(1, 9, 2, 16))
+
+
+def test_apply_tome_on_xclip_vision_tower():
+    from videolm.models.xclip import XCLIP
+
+    torch.manual_seed(0)
+    model = XCLIP(clip_config={**TINY_CLIP_CONFIG, "vision_cfg": {**TINY_CLIP_CONFIG["vision_cfg"], "layers": 3}},
+                  num_frames=4).eval()
+    videos, tokens = torch.randn(2, 4, 3, 64, 64), model.tokenize(["a red circle", "a blue square"])
+    with torch.no_grad():
+        ref = model(videos, tokens)
+        state = apply_tome(model, 0)
+        assert torch.equal(model(videos, tokens), ref)
+        # our merging path with nothing merged computes X-CLIP's cross-frame block
+        block, x = model.clip.visual.transformer.resblocks[0], torch.randn(8, 17, 64)
+        state.reset(torch.ones(8, 17, 1))
+        torch.testing.assert_close(tome_block_forward(block, x, 0, state, 4), type(block).forward(block, x, 4),
+                                   rtol=0, atol=1e-6)
+        state.remove()
+        state = apply_tome(model, 3, trace_source=True)
+        merged = model(videos, tokens)
+        assert merged.shape == ref.shape and not torch.allclose(merged, ref)
+        assert state.size.shape == (8, 17 - 9, 1) and state.size.sum(1).eq(17).all()
+        remove_tome(model)
+        assert torch.equal(model(videos, tokens), ref)

@@ -7,8 +7,8 @@ A (even positions) and B (odd positions), each A token is paired with its most s
 Merged tokens carry their size (how many input tokens they stand for); proportional attention adds
 ``log(size)`` to the attention logits so a merged token counts as many times as it has members.
 
-``apply_tome(tower, r)`` patches a transformer whose blocks have ``ln_1, attn, ln_2, mlp`` (open_clip's
-``ResidualAttentionBlock`` and :class:`ToMeBlock`) in place; :class:`ToMeTransformer` is a small
+``apply_tome(tower, r)`` patches, in place and undoably, a transformer whose blocks have ``ln_1, attn,
+ln_2, mlp`` (open_clip's ``ResidualAttentionBlock``, X-CLIP's cross-frame blocks, :class:`ToMeBlock`); :class:`ToMeTransformer` is a small
 transformer that merges in every layer (the SimVLG connector).
 """
 
@@ -118,17 +118,33 @@ class ToMeState:
             remove_tome(self._transformer)
 
 
-def tome_block_forward(block: nn.Module, x: torch.Tensor, r: int, state: ToMeState) -> torch.Tensor:
-    """One pre-LN block (``ln_1, attn, ln_2, mlp`` and optional layer scales ``ls_1, ls_2``) with
-    proportional attention and ``r`` merges between the attention and the MLP; updates ``state``."""
-    ls_1, ls_2 = getattr(block, "ls_1", nn.Identity()), getattr(block, "ls_2", nn.Identity())
+def tome_block_forward(
+    block: nn.Module, x: torch.Tensor, r: int, state: ToMeState, num_frames: int | None = None
+) -> torch.Tensor:
+    """One pre-LN block (``ln_1, attn, ln_2, mlp``; optional ``ls_1, ls_2`` layer scales or a
+    ``drop_path``) with proportional attention and ``r`` merges between the attention and the MLP.
+
+    With ``num_frames`` the block is X-CLIP's cross-frame block (``message_fc, message_ln,
+    message_attn``): each frame's message token joins its attention (size 1) and leaves before the
+    merge. Updates ``state`` (sizes, sources).
+    """
+    ls_1 = getattr(block, "ls_1", getattr(block, "drop_path", nn.Identity()))
+    ls_2 = getattr(block, "ls_2", getattr(block, "drop_path", nn.Identity()))
+    n, size = x.shape[1], state.size
+    tokens = x
+    if num_frames is not None:
+        msg = rearrange(block.message_fc(x[:, 0]), "(b t) d -> b t d", t=num_frames)
+        msg = msg + ls_1(block.message_attn(block.message_ln(msg)))
+        tokens = torch.cat([x, rearrange(msg, "b t d -> (b t) 1 d")], dim=1)
+        if size is not None:
+            size = torch.cat([size, size.new_ones(size.shape[0], 1, 1)], dim=1)
     mask = None
-    if state.prop_attn and state.size is not None:
-        mask = rearrange(state.size.log(), "b n 1 -> b 1 1 n")
-    out, keys = self_attention_with_keys(block.attn, block.ln_1(x), mask)
-    x = x + ls_1(out)
+    if state.prop_attn and size is not None:
+        mask = rearrange(size.log(), "b n 1 -> b 1 1 n")
+    out, keys = self_attention_with_keys(block.attn, block.ln_1(tokens), mask)
+    x = x + ls_1(out[:, :n])
     if r > 0:
-        merge = bipartite_soft_matching(keys.mean(dim=1), r, state.cls_token)
+        merge = bipartite_soft_matching(keys[:, :, :n].mean(dim=1), r, state.cls_token)
         if state.trace_source:
             state.source = merge_source(merge, x, state.source)
         x, state.size = merge_wavg(merge, x, state.size)
@@ -136,7 +152,8 @@ def tome_block_forward(block: nn.Module, x: torch.Tensor, r: int, state: ToMeSta
 
 
 def _find_transformer(model: nn.Module) -> nn.Module:
-    for candidate in (getattr(getattr(model, "visual", None), "transformer", None),
+    clip = getattr(model, "clip", model)
+    for candidate in (getattr(getattr(clip, "visual", None), "transformer", None),
                       getattr(model, "transformer", None), model):
         if candidate is not None and hasattr(candidate, "resblocks"):
             return candidate
@@ -153,43 +170,43 @@ def apply_tome(
 ) -> ToMeState:
     """Patch a vision transformer in place to merge ``r`` tokens per block; returns its state.
 
-    ``model`` is an ``open_clip.CLIP``, its ``visual`` tower, or a transformer with ``resblocks``
-    whose blocks have ``ln_1, attn, ln_2, mlp`` (batch-first). After a forward, ``state.size`` holds
-    the token sizes and, with ``trace_source``, ``state.source`` which input tokens each output token
-    merges. A block with nothing to merge and no sizes yet runs its own forward unchanged, so r = 0
-    gives exactly the unpatched outputs. Undo with ``state.remove()`` or :func:`remove_tome`.
+    ``model`` is an ``open_clip.CLIP`` or its ``visual`` tower, an X-CLIP (``videolm.models.xclip``),
+    or a transformer with ``resblocks`` whose blocks have ``ln_1, attn, ln_2, mlp`` (batch-first).
+    The first block starts a new forward. After a forward, ``state.size`` holds the token sizes and,
+    with ``trace_source``, ``state.source`` which input tokens each output token merges. A block with
+    nothing to merge and no sizes yet runs its own forward unchanged, so r = 0 gives exactly the
+    unpatched outputs. Undo with ``state.remove()`` or :func:`remove_tome`.
     """
     transformer = _find_transformer(model)
     if hasattr(transformer, "_tome"):
         raise RuntimeError(f"{type(transformer).__name__} already has token merging applied")
     if not getattr(transformer, "batch_first", True):
         raise ValueError("token merging needs a batch-first transformer")
+    if getattr(transformer, "grad_checkpointing", False) or getattr(model, "grad_checkpointing", False):
+        raise ValueError("token merging cannot run with activation checkpointing; turn it off first")
     blocks = list(transformer.resblocks)
     state = ToMeState(tome_schedule(len(blocks), r, mode), cls_token, prop_attn, trace_source)
     state._transformer = transformer
-    run_blocks = transformer.forward
 
-    def forward(x: torch.Tensor, attn_mask: torch.Tensor | None = None):
-        if attn_mask is not None:
-            raise ValueError("token merging does not support attention masks")
-        if getattr(transformer, "grad_checkpointing", False) and torch.is_grad_enabled():
-            raise RuntimeError("token merging cannot run with activation checkpointing")
-        state.reset()
-        return run_blocks(x)
-
-    def block_forward(block: nn.Module, layer: int):
+    def patched(block: nn.Module, layer: int):
         plain = block.forward
+        cross_frame = hasattr(block, "message_fc")
 
         def forward(x: torch.Tensor, *args, **kwargs):
+            if layer == 0:
+                state.reset()
             if state.r[layer] == 0 and state.size is None:
                 return plain(x, *args, **kwargs)
+            if cross_frame:
+                return tome_block_forward(block, x, state.r[layer], state, *args, **kwargs)
+            if any(a is not None for a in (*args, *kwargs.values())):
+                raise ValueError("token merging supports self-attention without masks only")
             return tome_block_forward(block, x, state.r[layer], state)
 
         return forward
 
-    transformer.forward = forward
     for i, block in enumerate(blocks):
-        block.forward = block_forward(block, i)
+        block.forward = patched(block, i)
     transformer._tome = state
     return state
 
@@ -199,8 +216,8 @@ def remove_tome(model: nn.Module) -> None:
     transformer = _find_transformer(model)
     if not hasattr(transformer, "_tome"):
         raise RuntimeError(f"{type(transformer).__name__} has no token merging to remove")
-    for module in (transformer, *transformer.resblocks):
-        del module.forward
+    for block in transformer.resblocks:
+        del block.forward
     del transformer._tome
 
 
