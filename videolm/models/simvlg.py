@@ -200,10 +200,8 @@ class SimVLGModule(pl.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        hp = dict(self.hparams)
-        for key in ("max_text_length", "max_new_tokens", "lr", "weight_decay"):
-            hp.pop(key)
-        self.model = SimVLG(**hp)
+        self.model = SimVLG(llm, model_name, pretrained, clip_config, connector_dim, connector_depth,
+                            connector_heads, r, r_mode, vision_r, temporal_r, max_frames, freeze_llm)
 
     def _loss(self, batch) -> torch.Tensor:
         ids, mask = self.model.tokenize(batch["caption"], self.hparams.max_text_length)
