@@ -18,13 +18,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from torchmetrics.classification import MulticlassAccuracy
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from videolm.backbones.clip import context_length, create_clip, image_size, tokenize
+from videolm.data.manifests import read_class_names
+from videolm.metrics import recall_at_k
+from videolm.models.mean_clip import cosine_with_warmup
 from videolm.nn.attention import MultiheadAttention
 
 
@@ -234,8 +241,13 @@ class XCLIP(nn.Module):
         return self.mit(self.encode_frames(videos)[0])
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Text embeddings ``(K, E)`` (not normalised, before the video-specific prompts)."""
+        """Text embeddings ``(K, E)`` (not normalised, before the video-specific prompts).
+
+        The end-of-text token has the highest id; the causal tower never lets padding after it reach
+        the pooled feature, so tokens past the longest text are cut off before the tower runs.
+        """
         c = self.clip
+        tokens = tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]
         x = c.token_embedding(tokens) + c.positional_embedding[: tokens.shape[1]]
         for block in c.transformer.resblocks:
             x = block(x, is_causal=True)
@@ -249,8 +261,209 @@ class XCLIP(nn.Module):
         Give the class ``tokens`` ``(K, L)`` or their precomputed ``text_features`` ``(K, E)``.
         """
         frames, visual = self.encode_frames(videos)
-        video = F.normalize(self.mit(frames), dim=-1)
         text = self.encode_text(tokens) if text_features is None else text_features
+        return self.logits(self.mit(frames), visual, text)
+
+    def logits(self, video: torch.Tensor, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` logits from video embeddings ``(B, E)``, prompt tokens ``(B, N, E)``, text ``(K, E)``."""
         text = text.unsqueeze(0).expand(video.shape[0], -1, -1)
         text = F.normalize(text + self.prompt_generator(text, visual), dim=-1)
+        video = F.normalize(video, dim=-1)
         return self.clip.logit_scale.exp() * torch.einsum("be,bke->bk", video, text)
+
+
+class XCLIPClassifier(pl.LightningModule):
+    """X-CLIP training and evaluation: classification with class-name prompts, or text-video retrieval.
+
+    Args:
+        model_name, pretrained, clip_config, num_frames, mit_layers, prompt_layers, prompt_alpha,
+            drop_path, grad_checkpointing: the :class:`XCLIP` (``clip_config="tiny"`` for tests/demos).
+        init_from: start from a transformers X-CLIP instead (checkpoint folder or hub id).
+        class_names: names, or a class list file (one a line; zero-shot evaluation on new classes);
+            default: the data module's ``class_names``.
+        prompt: template turning a class name into text.
+        task: ``classify`` (CE over class prompts; multi-view test = mean of view probabilities) or
+            ``retrieval`` (symmetric contrastive loss over video/caption pairs; recall@1/5/10).
+        freeze_text: freeze the text tower (its class features are then computed once and cached).
+        lr, new_lr_scale: AdamW rate of the CLIP weights; modules new in X-CLIP get ``lr * new_lr_scale``.
+        weight_decay, warmup_epochs: AdamW (0.9, 0.98) decay; cosine schedule with linear warm-up.
+        label_smoothing, mixup, cutmix: training regularisers (mixup/cutmix alpha; 0 = off; with both,
+            one of the two per batch).
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-32",
+        pretrained: str | None = None,
+        clip_config: dict | str | None = None,
+        num_frames: int = 8,
+        mit_layers: int = 1,
+        prompt_layers: int = 2,
+        prompt_alpha: float = 0.1,
+        drop_path: float = 0.0,
+        grad_checkpointing: bool = False,
+        init_from: str | None = None,
+        class_names: list[str] | str | None = None,
+        prompt: str = "{}",
+        task: str = "classify",
+        freeze_text: bool = False,
+        lr: float = 8e-6,
+        new_lr_scale: float = 10.0,
+        weight_decay: float = 0.001,
+        warmup_epochs: float = 5.0,
+        label_smoothing: float = 0.1,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+    ):
+        super().__init__()
+        if task not in ("classify", "retrieval"):
+            raise ValueError(f"task must be 'classify' or 'retrieval', not {task!r}")
+        self.save_hyperparameters()
+        if init_from is not None:
+            from videolm.convert.xclip import from_transformers
+
+            self.model = from_transformers(init_from)
+        else:
+            self.model = XCLIP(model_name, pretrained, clip_config, num_frames, mit_layers,
+                               prompt_layers=prompt_layers, prompt_alpha=prompt_alpha, drop_path=drop_path,
+                               grad_checkpointing=grad_checkpointing)
+        if freeze_text:
+            for name, p in self.model.clip.named_parameters():
+                if not name.startswith("visual.") and name != "logit_scale":
+                    p.requires_grad_(False)
+        self.class_names: list[str] | None = None
+        if class_names is not None:
+            self.set_class_names(read_class_names(class_names) if isinstance(class_names, str) else class_names)
+        self._text_cache: torch.Tensor | None = None
+        self._outputs: list[dict] = []
+
+    # -- classes and text ------------------------------------------------------------------------
+    def set_class_names(self, names: list[str]) -> None:
+        self.class_names = list(names)
+        self.hparams["class_names"] = self.class_names
+        self._text_cache = None
+        k = max(2, len(self.class_names))
+        self.top1 = MulticlassAccuracy(num_classes=k, top_k=1)
+        self.top5 = MulticlassAccuracy(num_classes=k, top_k=min(5, k))
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.class_names is None and getattr(dm, "class_names", None):
+            self.set_class_names(dm.class_names)
+        if self.hparams.task == "classify" and self.class_names is None:
+            raise ValueError("XCLIPClassifier needs class_names (model config, class list file or data module)")
+        if self.class_names is not None:
+            self.top1.to(self.device), self.top5.to(self.device)
+
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.model.tokenize(texts).to(self.device)
+        return self.model.encode_text(tokens)
+
+    def class_features(self) -> torch.Tensor:
+        cached = self._text_cache
+        if cached is not None and cached.device == self.device:
+            return cached
+        texts = [self.hparams.prompt.format(n) for n in self.class_names]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.hparams.freeze_text):
+            features = self.text_features(texts)
+        if self.hparams.freeze_text:
+            self._text_cache = features.detach()
+        return features
+
+    def forward(self, videos: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(B, K)``; ``(B, V, T, C, H, W)`` views are averaged (clips x crops)."""
+        if videos.dim() == 6:
+            b = videos.shape[0]
+            probs = self(rearrange(videos, "b v t c h w -> (b v) t c h w"))
+            return reduce(probs, "(b v) k -> b k", "mean", b=b)
+        return self.model(videos, text_features=self.class_features()).softmax(dim=-1)
+
+    # -- training --------------------------------------------------------------------------------
+    def _mix(self, videos: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, k = self.hparams, len(self.class_names)
+        mixers = ([v2.MixUp(alpha=h.mixup, num_classes=k)] if h.mixup > 0 else []) + (
+            [v2.CutMix(alpha=h.cutmix, num_classes=k)] if h.cutmix > 0 else [])
+        if not mixers or len(videos) < 2:
+            return videos, labels
+        videos, labels = v2.RandomChoice(mixers)(tv_tensors.Video(videos), labels)
+        return videos.as_subclass(torch.Tensor), labels
+
+    def training_step(self, batch, batch_idx):
+        if "video" not in batch:
+            return None
+        videos = batch["video"]
+        if self.hparams.task == "retrieval":
+            logits = self.model(videos, text_features=self.text_features(batch["caption"]))
+            target = torch.arange(len(logits), device=self.device)
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        else:
+            videos, target = self._mix(videos, batch["label"])
+            logits = self.model(videos, text_features=self.class_features())
+            loss = F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(videos))
+        return loss
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _eval_step(self, batch, stage: str) -> None:
+        if "video" not in batch:
+            return
+        videos = batch["video"]
+        if self.hparams.task == "retrieval":
+            views = videos.shape[1] if videos.dim() == 6 else 1
+            frames, visual = self.model.encode_frames(videos.flatten(0, 1) if views > 1 else videos)
+            video = reduce(self.model.mit(frames), "(b v) e -> b e", "mean", v=views)
+            visual = reduce(visual, "(b v) n e -> b n e", "mean", v=views)
+            self._outputs.append({"video": video, "visual": visual, "caption": list(batch["caption"])})
+            return
+        probs, labels = self(videos), batch["label"]
+        self.top1.update(probs, labels), self.top5.update(probs, labels)
+        self.log(f"{stage}/loss", F.nll_loss(probs.clamp_min(1e-8).log(), labels), batch_size=len(labels))
+        self.log(f"{stage}/acc", self.top1, prog_bar=True, batch_size=len(labels))
+        self.log(f"{stage}/acc5", self.top5, batch_size=len(labels))
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        if self.hparams.task != "retrieval" or not self._outputs:
+            return
+        video = torch.cat([o["video"] for o in self._outputs])
+        visual = torch.cat([o["visual"] for o in self._outputs])
+        captions = [c for o in self._outputs for c in o["caption"]]
+        self._outputs = []
+        text = self.text_features(captions)
+        similarity = torch.cat([self.model.logits(video[i : i + 64], visual[i : i + 64], text)
+                                for i in range(0, len(video), 64)])
+        for name, value in recall_at_k(similarity.t()).items():
+            self.log(f"{stage}/t2v_{name}", value, prog_bar=name == "R@1")
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch, batch_idx):
+        if "video" not in batch:
+            return []
+        top = self(batch["video"]).topk(min(5, len(self.class_names)), dim=-1)
+        return [{"path": p, "classes": [self.class_names[i] for i in idx.tolist()], "scores": s.tolist()}
+                for p, idx, s in zip(batch["path"], top.indices, top.values)]
+
+    def configure_optimizers(self):
+        h, new = self.hparams, self.model.new_parameter_names()
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                groups.setdefault((name in new, p.ndim > 1 and "embedding" not in name), []).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": ps, "lr": h.lr * (h.new_lr_scale if is_new else 1.0),
+              "weight_decay": h.weight_decay if decay else 0.0} for (is_new, decay), ps in groups.items()],
+            lr=h.lr, betas=(0.9, 0.98))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(h.warmup_epochs * total / max(1, self.trainer.max_epochs or 1))
+        sched = cosine_with_warmup(opt, max(1, warmup), total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
