@@ -1,16 +1,78 @@
-"""High-level use of video LLMs: ``videolm.load(name_or_path)`` -> a pipeline that captions video files
-and answers questions about them (used by ``videolm caption`` / ``videolm ask``).
+"""High-level inference used by the CLI: load a model by checkpoint or name, run it on video files.
 
-Without a name the built-in tiny captioner (``videolm/assets/pllava_tiny``, trained on the synthetic
-corpus by ``scripts/make_demo_models.py pllava``) is used.
+* :func:`classify`: X-CLIP classifiers (``videolm classify``).
+* :func:`load`: a video LLM pipeline (PLLaVA) that captions videos and answers questions
+  (``videolm caption`` / ``videolm ask``, ``videolm.load(name_or_path)``). Without a name the built-in
+  tiny captioner (``videolm/assets/pllava_tiny``, trained on the synthetic corpus by
+  ``scripts/make_demo_models.py pllava``) is used.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
+
+from videolm.data.datasets import VideoDataset
+from videolm.data.manifests import read_class_names
+from videolm.data.sampling import uniform_indices
+from videolm.data.transforms import VideoTransform
+from videolm.io import VideoReader
+from videolm.io.errors import VideoDecodeError
+
+
+def load_xclip_classifier(model: str, labels: list[str], device: str = "cpu"):
+    """An ``XCLIPClassifier`` for ``labels`` and the clip settings ``(num_frames, image_size, mean)``.
+
+    ``model`` is a Lightning checkpoint (``.ckpt``) of ``XCLIPClassifier``, a transformers X-CLIP
+    checkpoint folder, or a hub id of the ``microsoft/xclip-*`` family.
+    """
+    from videolm.models.xclip import XCLIPClassifier
+
+    path = Path(model)
+    if path.suffix == ".ckpt":
+        if not path.is_file():
+            raise FileNotFoundError(f"{model}: no such checkpoint")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        module = XCLIPClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        data = checkpoint.get("datamodule_hyper_parameters", {})
+        mean = data.get("mean", "clip")
+    else:
+        module = XCLIPClassifier(init_from=model)
+        data, mean = {}, "imagenet"  # the X-CLIP processor normalises with ImageNet statistics
+    module.set_class_names(labels)
+    num_frames = data.get("num_frames", module.model.mit.position_embedding.shape[1])
+    size = data.get("image_size", module.model.image_size)
+    return module.eval().to(device), (num_frames, size, mean)
+
+
+def classify(videos: list[str], model: str, labels: str, topk: int = 5, device: str = "cpu",
+             backend: str = "auto") -> Iterator[dict]:
+    """Yield ``{"path", "classes", "scores"}`` per video, or ``{"path", "error"}`` when it fails to decode.
+
+    Frames are sampled TSN-style (centre of each segment) and centre-cropped.
+    """
+    names = read_class_names(labels)
+    module, (num_frames, size, mean) = load_xclip_classifier(model, names, device)
+    dataset = VideoDataset([{"video": v} for v in videos], num_frames=num_frames, sampler="segment",
+                           transform=VideoTransform(size=size, train=False, mean=mean), backend=backend,
+                           on_error="raise")
+    k = min(topk, len(names))
+    for i in range(len(dataset)):
+        try:
+            sample = dataset.load(i)
+        except (VideoDecodeError, OSError, IndexError) as e:
+            yield {"path": videos[i], "error": str(e) if videos[i] in str(e) else f"{videos[i]}: {e}"}
+            continue
+        with torch.inference_mode():
+            probs = module(sample["video"][None].to(device))[0]
+        top = probs.topk(k)
+        yield {"path": videos[i], "classes": [names[j] for j in top.indices.tolist()],
+               "scores": top.values.tolist()}
+
+
+# --- video LLMs (PLLaVA): caption and ask ---------------------------------------------------------
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
 CAPTION_PROMPT = "Describe the video."
@@ -35,7 +97,6 @@ class VideoLLM:
 
     def __init__(self, model, tokenizer, num_frames: int | None = None, device: str | torch.device = "cpu",
                  batch_size: int = 8):
-        from videolm.data.transforms import VideoTransform
         from videolm.models.pllava import TEMPLATES
 
         self.model = model.eval().to(device)
@@ -48,9 +109,6 @@ class VideoLLM:
 
     def frames(self, path: str | Path) -> torch.Tensor:
         """``num_frames`` frames at the middle of equal segments, normalised: (T, C, H, W)."""
-        from videolm.data.sampling import uniform_indices
-        from videolm.io import VideoReader
-
         with VideoReader(path) as reader:
             frames = reader.get_frames(uniform_indices(len(reader), self.num_frames).tolist())
         return self.transform(frames)
@@ -71,8 +129,6 @@ class VideoLLM:
 
     def run(self, paths: Sequence[str | Path], question: str = CAPTION_PROMPT, max_new_tokens: int = 32) -> list[dict]:
         """``[{"path", "text"} or {"path", "error"}]`` in input order; a file that fails does not stop the rest."""
-        from videolm.io import VideoDecodeError
-
         results: list[dict] = []
         for start in range(0, len(paths), self.batch_size):
             chunk = [str(p) for p in paths[start : start + self.batch_size]]
@@ -95,8 +151,6 @@ class VideoLLM:
         results = self.run([paths] if single else list(paths), question, max_new_tokens)
         if single:
             if "error" in results[0]:
-                from videolm.io import VideoDecodeError
-
                 raise VideoDecodeError(paths, results[0]["error"].split(": ", 1)[-1])
             return results[0]["text"]
         return [r.get("text") for r in results]

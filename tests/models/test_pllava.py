@@ -39,6 +39,26 @@ def test_parity_with_transformers_llava(tmp_path):
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
 
 
+def test_from_llava_next_folder(tmp_path):
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
+
+    c = tiny_config()
+    torch.manual_seed(0)
+    hf = LlavaNextForConditionalGeneration(LlavaNextConfig(
+        vision_config=c.vision_config.to_dict(), text_config=c.text_config.to_dict(), image_token_index=IMAGE_ID,
+        image_grid_pinpoints=[[32, 32]])).eval()
+    hf.save_pretrained(tmp_path / "llava_next")
+    model = from_llava_hf(tmp_path / "llava_next", pooling_shape=(1, 4, 4), num_frames=1).eval()
+    image = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():  # same tower, projector and LM: the same image features and logits
+        feats = hf.model.multi_modal_projector(hf.model.vision_tower(image, output_hidden_states=True)
+                                               .hidden_states[-2][:, 1:])
+        torch.testing.assert_close(model.encode_image(image), feats, atol=1e-5, rtol=0)
+        ref = hf.model.language_model(inputs_embeds=hf.model.language_model.embed_tokens(prompt_ids(1))).last_hidden_state
+        ours = model.language_model.model(input_ids=prompt_ids(1)).last_hidden_state
+    torch.testing.assert_close(ours, ref)
+
+
 def test_pooling_keeps_temporal_order():
     torch.manual_seed(0)
     model = PLLaVA(tiny_config(), pooling_shape=(4, 2, 2), num_frames=4).eval()

@@ -7,7 +7,10 @@ gesture strip along the bottom (rows 52-63 of 64) that spells a short sign-langu
 The ten classes come in order-dependent pairs (even label, odd label): the time-reversed video of one
 class is, pixel for pixel, a video of its partner (``render_sample(s, 2k)[0][::-1] ==
 render_sample(s, 2k + 1)[0]``). A model that averages frames sees the same multiset of frames for both
-members of a pair and cannot beat chance between them. The gesture grammar is closed under reversal too
+members of a pair and cannot beat chance between them. Two details keep this exact in practice: every
+state is held for two frames, so test-time TSN sampling of 8 (or 16) of the 16 frames picks the same
+pictures from a video and from its reversal; and the mp4s are all-keyframe, constant-quantiser H.264,
+so no codec artefact marks a video's first frame (decoded partners are exact reversals). The gesture grammar is closed under reversal too
 (noun [adjective] verb [adjective] noun, an adjective belongs to its neighbouring noun), so the reversed
 gesture sequence is again a valid sentence, with subject and object swapped.
 
@@ -81,7 +84,8 @@ CELL = 4
 GLYPH_ROWS, GLYPH_COLS = 3, 6
 GLYPH_X0 = (UNIT - GLYPH_COLS * CELL) // 2
 STRIP_COLOUR, GLYPH_COLOUR = 0, 235
-WINDOWS = 4
+WINDOWS = 4  # transcript segments per video
+HOLD = 2  # every drawn state is shown on this many consecutive frames (see render_sample)
 
 _X_WORDS = ["at the far left", "on the left", "on the right", "at the far right"]
 _Y_WORDS = ["at the top", "near the top", "near the bottom", "at the bottom"]
@@ -130,13 +134,13 @@ def _sample_gloss(rng: np.random.Generator) -> list[str]:
     return [str(w).upper() for w in words if w is not None]
 
 
-def _gloss_schedule(n_words: int, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-    """Word index shown on each frame (-1: blank); each word for ``num_frames // n_words`` frames, the
-    spare frames split at random between the start and the end (a distribution symmetric in time)."""
-    per = num_frames // n_words
-    spare = num_frames - per * n_words
+def _gloss_schedule(n_words: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """Word index shown at each step (-1: blank); each word for ``steps // n_words`` steps, the spare
+    steps split at random between the start and the end (a distribution symmetric in time)."""
+    per = steps // n_words
+    spare = steps - per * n_words
     start = int(rng.integers(0, spare + 1))
-    schedule = np.full(num_frames, -1)
+    schedule = np.full(steps, -1)
     schedule[start : start + per * n_words] = np.repeat(np.arange(n_words), per)
     return schedule
 
@@ -167,7 +171,9 @@ def _trajectory(pair: int, t: np.ndarray, rng: np.random.Generator) -> dict[str,
     # rotating clockwise: one full turn, starting so that the four windows point up/right/down/left
     r = rng.uniform(10, 12)
     x, y = rng.uniform(r + 1, UNIT - 1 - r), rng.uniform(r + 1, MAIN_H - 1 - r)
-    start = 90 * int(rng.integers(0, 4)) - 36 + rng.uniform(-10, 10)
+    centres = [t[w].mean() for w in np.array_split(np.arange(len(t)), WINDOWS)]
+    offset = np.mean(360 * np.array(centres) - 90 * np.arange(WINDOWS))  # 45 degrees for 16 frames
+    start = 90 * int(rng.integers(0, 4)) - offset + rng.uniform(-10, 10)
     return dict(x=x * one, y=y * one, r=r * one, alpha=one, angle=start + 360 * t)
 
 
@@ -204,15 +210,17 @@ def _shape_sdf(shape: str, px, py, r):
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _paint(frames, grid, shape, colour, x, y, r, alpha, angle, scale):
-    """Alpha-blend one shape with per-frame state arrays (T,) onto float frames (T, H, W, 3)."""
+def _paint(frames, grid, shape, colour, state, scale):
+    """Alpha-blend one shape onto float frames ``(T, H, W, 3)``; ``state`` maps x, y, r, alpha, angle
+    to per-frame arrays ``(T,)`` or scalars."""
     gx, gy = grid
-    x, y, r, alpha, angle = (np.asarray(a, dtype=np.float64)[:, None, None] for a in (x, y, r, alpha, angle))
+    keys = ("x", "y", "r", "alpha", "angle")
+    x, y, r, alpha, angle = (np.reshape(state[k], (-1, 1, 1)).astype(np.float32) for k in keys)
     dx, dy = gx - x, gy - y
     th = np.radians(angle)
     lx, ly = dx * np.cos(th) + dy * np.sin(th), -dx * np.sin(th) + dy * np.cos(th)  # undo clockwise turn
     cover = np.clip(0.5 - _shape_sdf(shape, lx, ly, r) * scale, 0, 1) * alpha
-    frames += cover[..., None] * (np.asarray(colour, dtype=np.float64) - frames)
+    frames += cover[..., None] * (np.asarray(colour, dtype=np.float32) - frames)
 
 
 def _place_distractors(rng, n, actor_shape, actor_colour, state) -> list[dict]:
@@ -234,6 +242,20 @@ def _place_distractors(rng, n, actor_shape, actor_colour, state) -> list[dict]:
                 placed.append(dict(shape=str(shape), colour=str(colour), x=x, y=y, r=r))
                 break
     return placed
+
+
+def _gesture_strip(gloss: list[str], schedule: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Strip frames ``(T, len(ys), len(xs), 3)``: on each frame the glyph of the word ``schedule`` names
+    (light cells on black), blank where it says -1. ``xs``, ``ys``: pixel centres in units."""
+    col = np.floor((xs - GLYPH_X0) / CELL).astype(int)
+    row = np.floor(ys / CELL).astype(int)
+    inside = ((row >= 0) & (row < GLYPH_ROWS))[:, None] & ((col >= 0) & (col < GLYPH_COLS))[None, :]
+    row, col = row.clip(0, GLYPH_ROWS - 1), col.clip(0, GLYPH_COLS - 1)
+    strip = np.full((len(schedule), len(ys), len(xs), 3), STRIP_COLOUR, dtype=np.float32)
+    for f, w in enumerate(schedule):
+        if w >= 0:
+            strip[f][GLYPHS[gloss[w]][row][:, col] & inside] = GLYPH_COLOUR
+    return strip
 
 
 def _window_text(pair: int, state: dict[str, np.ndarray], name: str, frames: np.ndarray) -> str:
@@ -264,46 +286,44 @@ def render_sample(
     ``label_name``, ``caption``, ``qa``, ``transcript``, ``gloss``, ``sentence``. ``label=None`` draws
     one. The random draws depend only on ``label // 2``, and an odd label is the reversed video of the
     even one: ``render_sample(s, 2k)[0][::-1]`` equals ``render_sample(s, 2k + 1)[0]``.
+
+    Each drawn state is held for ``HOLD = 2`` frames (frames 2i and 2i+1 are equal; the content moves
+    at fps / 2). Sampling every other frame then shows the same frames whichever phase it starts on, so
+    a test-time sampler that takes frames 1, 3, ..., 15 of a video sees the same set of pictures as one
+    that takes frames 0, 2, ..., 14: the reversal symmetry survives TSN / uniform sampling of T / 2 or
+    T frames (with T / 4 frames, e.g. 4 of 16, midpoint sampling is not symmetric and a frame-averaging
+    model may find a small edge).
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if label is None:
         label = int(rng.integers(0, len(CLASSES)))
     if not 0 <= label < len(CLASSES):
         raise ValueError(f"label {label} is not in 0..{len(CLASSES) - 1}")
-    if num_frames < WINDOWS * 2:
-        raise ValueError(f"num_frames={num_frames}: need at least {WINDOWS * 2}")
+    if num_frames < WINDOWS * HOLD or num_frames % HOLD:
+        raise ValueError(f"num_frames={num_frames}: need an even number >= {WINDOWS * HOLD}")
     pair, reverse = divmod(label, 2)
 
-    t = np.linspace(0.0, 1.0, num_frames)
+    steps = num_frames // HOLD
+    t = np.repeat(np.linspace(0.0, 1.0, steps), HOLD)
     state = _trajectory(pair, t, rng)
     actor_shape = "triangle" if pair == 4 else str(rng.choice(SHAPES))
     actor_colour = str(rng.choice(list(COLOURS)))
     distractors = _place_distractors(rng, int(rng.integers(0, 3)), actor_shape, actor_colour, state)
     background = float(rng.uniform(24, 64))
     gloss = _sample_gloss(rng)
-    schedule = _gloss_schedule(len(gloss), num_frames, rng)
+    schedule = np.repeat(_gloss_schedule(len(gloss), steps, rng), HOLD)
 
     # Paint the forward (even-class) video; the odd class is its exact reversal.
     scale = size / UNIT
     main_px = int(round(MAIN_H * scale))
-    coords = (np.arange(size) + 0.5) / scale
+    coords = ((np.arange(size) + 0.5) / scale).astype(np.float32)
     grid = (coords[None, :], coords[:main_px, None])
-    main = np.full((num_frames, main_px, size, 3), background)
-    zeros = np.zeros(num_frames)
+    main = np.full((steps, main_px, size, 3), background, dtype=np.float32)  # one picture per held state
     for d in distractors:
-        _paint(main, grid, d["shape"], COLOURS[d["colour"]], d["x"] + zeros, d["y"] + zeros, d["r"] + zeros,
-               1 + zeros, zeros, scale)
-    _paint(main, grid, actor_shape, COLOURS[actor_colour], state["x"], state["y"], state["r"], state["alpha"],
-           state["angle"], scale)
-    strip = np.full((num_frames, size - main_px, size, 3), float(STRIP_COLOUR))
-    cells = np.floor((coords - GLYPH_X0) / CELL).astype(int), np.floor((coords[: size - main_px]) / CELL).astype(int)
-    col_ok = (cells[0] >= 0) & (cells[0] < GLYPH_COLS)
-    row_ok = (cells[1] >= 0) & (cells[1] < GLYPH_ROWS)
-    for f, w in enumerate(schedule):
-        if w >= 0:
-            lit = GLYPHS[gloss[w]][np.clip(cells[1], 0, GLYPH_ROWS - 1)][:, np.clip(cells[0], 0, GLYPH_COLS - 1)]
-            strip[f][lit & row_ok[:, None] & col_ok[None, :]] = GLYPH_COLOUR
-    frames = np.concatenate([main, strip], axis=1).round().clip(0, 255).astype(np.uint8)
+        _paint(main, grid, d["shape"], COLOURS[d["colour"]], dict(d, alpha=1.0, angle=0.0), scale)
+    _paint(main, grid, actor_shape, COLOURS[actor_colour], {k: v[::HOLD] for k, v in state.items()}, scale)
+    strip = _gesture_strip(gloss, schedule[::HOLD], coords, coords[: size - main_px])
+    frames = np.concatenate([main, strip], axis=1).round().clip(0, 255).astype(np.uint8).repeat(HOLD, axis=0)
 
     if reverse:
         frames = frames[::-1].copy()
@@ -342,13 +362,18 @@ def render_sample(
     return frames, meta
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, crf: int = 18) -> None:
-    """Encode uint8 frames ``(T, H, W, 3)`` as H.264 (yuv420p) mp4 with PyAV."""
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, qp: int = 18, gop: int = 1) -> None:
+    """Encode uint8 frames ``(T, H, W, 3)`` as H.264 (yuv420p) mp4 with PyAV, at constant quantiser ``qp``.
+
+    ``gop=1`` (the default) makes every frame a keyframe: each frame is then coded from its own pixels
+    only, so the decoded frames of a video and of its reversal are exact reversals of each other (no
+    codec artefact tells a video's start from its end). ``gop > 1`` gives the usual P/B-frame stream.
+    """
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "threads": "1"}
+        stream.options = {"qp": str(qp), "g": str(gop), "threads": "1"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
         container.mux(stream.encode())
@@ -373,14 +398,15 @@ def generate_corpus(
     num_frames: int = 16,
     fps: int = 8,
     splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    gop: int = 1,
     progress: bool | None = None,
 ) -> Path:
     """Write the synthetic corpus to ``out``: ``videos/NNNNNN.mp4``, ``train.jsonl``, ``val.jsonl``,
     ``test.jsonl`` and ``classes.txt``; returns ``Path(out)``.
 
     The same seed gives byte-identical manifests and identical decoded frames. Labels are balanced
-    within each split; video ``i`` is ``render_sample([seed, i], label)``. ``progress=None`` shows a
-    progress bar for 100 videos or more.
+    within each split; video ``i`` is ``render_sample([seed, i], label)``. ``gop`` is the keyframe
+    interval (see :func:`write_video`). ``progress=None`` shows a progress bar for 100 videos or more.
     """
     from rich.progress import track
 
@@ -401,8 +427,11 @@ def generate_corpus(
     for i, (split, label) in enumerate(track(jobs, description="synthetic corpus", disable=not show)):
         frames, meta = render_sample([seed, i], label, size=size, num_frames=num_frames, fps=fps)
         rel = f"videos/{i:06d}.mp4"
-        write_video(out / rel, frames, fps=fps)
+        write_video(out / rel, frames, fps=fps, gop=gop)
         lines[split].append(json.dumps({"video": rel, **meta}))
+    for stale in (out / "videos").glob("*.mp4"):  # left over from an earlier, larger corpus
+        if stale.stem.isdigit() and int(stale.stem) >= videos:
+            stale.unlink()
     for split, rows in lines.items():
         (out / f"{split}.jsonl").write_text("".join(row + "\n" for row in rows))
     (out / "classes.txt").write_text("".join(name + "\n" for name in CLASSES))

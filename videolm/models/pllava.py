@@ -229,11 +229,23 @@ def llava_config_from_dict(d: dict[str, Any]) -> LlavaConfig:
 
 def from_llava_hf(path: str | Path, pooling_shape: Sequence[int] = (16, 12, 12), num_frames: int = 16,
                   template: str = "vicuna") -> PLLaVA:
-    """PLLaVA from an image LLaVA saved by ``LlavaForConditionalGeneration.save_pretrained`` (llava-hf)."""
-    from transformers import LlavaForConditionalGeneration
+    """PLLaVA from an image LLaVA saved in llava-hf format (``LlavaForConditionalGeneration`` or, as PLLaVA
+    starts from LLaVA-NeXT, ``LlavaNextForConditionalGeneration``: its tower, projector and LM are used;
+    any-resolution tiling and ``image_newline`` do not apply to video frames)."""
+    from transformers import AutoConfig, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
 
-    hf = LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
-    model = PLLaVA(hf.config, pooling_shape=pooling_shape, num_frames=num_frames, template=template)
+    classes = {"llava": LlavaForConditionalGeneration, "llava_next": LlavaNextForConditionalGeneration}
+    model_type = AutoConfig.from_pretrained(path).model_type
+    if model_type not in classes:
+        raise ValueError(f"{path}: model_type {model_type!r} is not a LLaVA image model ({sorted(classes)})")
+    hf = classes[model_type].from_pretrained(path, dtype=torch.float32)
+    c = hf.config
+    config = c if model_type == "llava" else LlavaConfig(
+        vision_config=c.vision_config.to_dict(), text_config=c.text_config.to_dict(),
+        image_token_index=c.image_token_index, projector_hidden_act=c.projector_hidden_act,
+        vision_feature_layer=c.vision_feature_layer, vision_feature_select_strategy=c.vision_feature_select_strategy,
+        multimodal_projector_bias=c.multimodal_projector_bias, tie_word_embeddings=c.tie_word_embeddings)
+    model = PLLaVA(config, pooling_shape=pooling_shape, num_frames=num_frames, template=template)
     load_from_llava(model, hf)
     return model
 
@@ -246,6 +258,8 @@ def load_from_llava(model: PLLaVA, hf: nn.Module) -> None:
             k = "language_model.model." + k[len("model.language_model.") :]
         elif k.startswith("lm_head."):
             k = "language_model." + k
+        elif k == "model.image_newline":  # LLaVA-NeXT's row separator for any-resolution images
+            continue
         elif k.startswith("model."):
             k = k[len("model.") :]
         state[k] = v
