@@ -57,3 +57,11 @@ def frame_index(frame):
 def video_writer(tmp_path):
     """``video_writer(name, frames, **kw)`` writes a video under the test's tmp_path."""
     return lambda name, frames, **kw: write_video(tmp_path / name, frames, **kw)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A small synthetic corpus (40 videos, seed 0) shared by the tests of a session."""
+    from videolm.data.synthetic import generate_corpus
+
+    return Path(generate_corpus(tmp_path_factory.mktemp("synthetic"), videos=40, seed=0))
