@@ -61,6 +61,11 @@ class VideoReader:
         else:
             index = _PyAVReader(self.path, num_threads)
             self._impl, self.backend = index, "pyav"
+            if backend == "decord" and not index.clean:
+                index.close()
+                raise VideoDecodeError(
+                    self.path, "decord is not safe on damaged or truncated data (backend 'auto' or 'pyav' reads it)"
+                )
             if backend == "decord" or (backend == "auto" and index.clean and index.packets is None):
                 try:
                     self._impl, self.backend = _DecordReader(index, num_threads, strict=backend == "decord"), "decord"
@@ -143,8 +148,9 @@ class _PyAVReader:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
         self.stream = stream = container.streams.video[0]
-        stream.thread_count = num_threads
+        stream.thread_count = self.num_threads = num_threads
         self.codec = stream.codec_context
+        self.width, self.height = self.codec.width, self.codec.height
         packets, order, damaged, size = [], [], False, 0  # order: (pts, seek timestamp, keyframe)
         try:
             for packet in container.demux(stream):
@@ -197,8 +203,9 @@ class _PyAVReader:
 
     @property
     def info(self) -> VideoInfo:
-        width, height = self.codec.width, self.codec.height
-        if self.quarter_turns % 2:
+        turns = self.quarter_turns  # decodes the first frame if none was yet (sets the size if unknown)
+        width, height = self.width or self.codec.width, self.height or self.codec.height
+        if turns % 2:
             width, height = height, width
         n = self.num_frames
         return VideoInfo(num_frames=n, fps=self.fps, width=width, height=height, duration=n / self.fps)
@@ -287,10 +294,11 @@ class _PyAVReader:
     def read_sorted(self, indices: list[int]) -> torch.Tensor:
         wanted = [self.pts[i] for i in indices]
         frames = self._decode(wanted)
-        reformat = _reformatter().reformat
+        reformat, width, height = _reformatter().reformat, self.width or None, self.height or None
         out = None
         for k, pts in enumerate(wanted):
-            array = reformat(frames[pts], format="rgb24").to_ndarray()
+            # frames of another size (a mid-stream resolution change) are scaled to the stream's size
+            array = reformat(frames[pts], width, height, "rgb24", threads=self.num_threads).to_ndarray()
             if out is None:
                 out = np.empty((len(wanted), *array.shape), dtype=np.uint8)
             out[k] = array
