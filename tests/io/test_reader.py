@@ -282,3 +282,21 @@ def test_pyav_decodes_each_needed_frame_once(tmp_path, monkeypatch):
     pumped.clear()
     assert indices_of(reader.get_frames([25, 36])) == [10, 6]
     assert len(pumped) == 2 + 7  # 24, 25 continue the running decode; 36 starts at keyframe 30
+
+
+def test_stream_cut_mid_gop(tmp_path):
+    """A stream whose first packets depend on a keyframe that is not in the file (a clip cut out of a
+    longer stream without re-encoding): only the frames that decode are counted."""
+    source = write_video(tmp_path / "gop.mp4", index_frames(30), options={"g": "10", "bf": "0", "x264-params": "scenecut=0"})
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(source)) as src, av.open(str(cut), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for i, packet in enumerate(p for p in src.demux(video=0) if p.size):
+            if i >= 4:  # drop the first keyframe and the 3 frames after it
+                packet.stream = stream
+                dst.mux(packet)
+    for backend in ("auto", "pyav"):
+        reader = VideoReader(cut, backend=backend)
+        assert indices_of(reader.get_frames(range(len(reader)))) == [i % 15 for i in range(10, 30)]
+    with pytest.raises(VideoDecodeError, match="decord is not safe"):
+        VideoReader(cut, backend="decord")

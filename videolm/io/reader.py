@@ -182,6 +182,10 @@ class _PyAVReader:
         self.rotation, self._feed = None, None
         self._started = self._flushed = False
         self._next, self._last_out, self._count = 0, None, 0
+        # Frames shown before the first keyframe (a stream cut mid-GOP) may not decode: check them.
+        if self.pts[0] < self.order_pts[self.key_positions[0]]:
+            damaged = True
+            self._drop_undecodable_head()
         # Trust the packet count when the container agrees and nothing was damaged; otherwise (or when
         # the container gives no count) decode the tail and keep what really decodes.
         if damaged or stream.frames != len(order):
@@ -209,6 +213,17 @@ class _PyAVReader:
             width, height = height, width
         n = self.num_frames
         return VideoInfo(num_frames=n, fps=self.fps, width=width, height=height, duration=n / self.fps)
+
+    def _drop_undecodable_head(self) -> None:
+        """Decode from the first keyframe until it comes out; drop the earlier frames that did not."""
+        key_pts = self.order_pts[self.key_positions[0]]
+        self._start(0)
+        decoded = set()
+        while key_pts not in decoded and (frames := self._pump()) is not None:
+            decoded.update(self._key(f) for f in frames)
+        self.pts = [p for p in self.pts if p >= key_pts or p in decoded]
+        if not self.pts:
+            raise VideoDecodeError(self.path, "no decodable video frames (corrupt data)")
 
     def _drop_undecodable_tail(self) -> None:
         """Decode from the last keyframe to the end and drop the frames that do not come out
