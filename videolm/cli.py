@@ -43,6 +43,34 @@ def _add_data(sub) -> None:
     s.set_defaults(func=run)
 
 
+def _registry_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--registry", action="append", metavar="FILE", default=argparse.SUPPRESS,
+                        help="YAML file with more model cards (repeatable; also $VIDEOLM_ZOO)")
+    return parser
+
+
+def _add_zoo(sub) -> None:
+    registry = _registry_option(argparse.ArgumentParser(add_help=False))
+    p = sub.add_parser("zoo", help="model zoo: list, inspect and download models")
+    zsub = p.add_subparsers(dest="zoo_command", required=True)
+    s = zsub.add_parser("list", parents=[registry], help="table of the models")
+    s.add_argument("--method", help="only this method (xclip, pllava, llava, clip, ...)")
+    s = zsub.add_parser("info", parents=[registry], help="a model's card")
+    s.add_argument("name")
+    s = zsub.add_parser("download", parents=[registry], help="fetch (and convert) a model; prints its folder")
+    s.add_argument("name")
+    s.add_argument("--revision", help="hub branch, tag or commit (default: the card's)")
+    s = zsub.add_parser("markdown", parents=[registry], help="write model_zoo.md from the registry")
+    s.add_argument("--out", help="file to write (default: stdout)")
+
+    def run(a):
+        from videolm.zoo.cli import main
+
+        return main(a)
+
+    p.set_defaults(func=run)
+
+
 def _add_quickstart(sub) -> None:
     p = sub.add_parser(
         "quickstart",
@@ -78,14 +106,41 @@ def _add_quickstart(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_classify(sub) -> None:
+    p = sub.add_parser("classify", help="classify video files with an X-CLIP model (top-k classes per file)")
+    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("--model", required=True,
+                   help="XCLIPClassifier .ckpt, transformers X-CLIP folder or hub id (microsoft/xclip-*)")
+    p.add_argument("--labels", required=True, help="class list file, one name a line")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+
+    def run(a):
+        from videolm.infer import classify
+
+        failed = 0
+        for result in classify(a.videos, a.model, a.labels, topk=a.topk, device=a.device):
+            if "error" in result:
+                failed += 1
+                print(f"error: {result['error']}", file=sys.stderr)
+                continue
+            print(result["path"])
+            for name, score in zip(result["classes"], result["scores"]):
+                print(f"  {score:.3f}  {name}")
+        return 1 if failed else 0
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videolm",
         description="Video-language models on open_clip and LLaVA backbones. "
         f"Training: videolm {{{','.join(LIGHTNING_SUBCOMMANDS)}}} --config FILE (LightningCLI).",
     )
+    _registry_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_quickstart):
+    for add in (_add_data, _add_quickstart, _add_classify, _add_zoo):
         add(sub)
     return parser
 
@@ -96,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         lightning_main(argv)
         return 0
     args = build_parser().parse_args(argv)
+    for file in getattr(args, "registry", []):
+        from videolm.zoo.registry import RegistryError, add_registry
+
+        try:
+            add_registry(file)
+        except RegistryError as e:
+            print(f"videolm: error: {e}", file=sys.stderr)
+            return 2
     return args.func(args) or 0
 
 
