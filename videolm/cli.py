@@ -108,6 +108,32 @@ def _add_quickstart(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_classify(sub) -> None:
+    p = sub.add_parser("classify", help="classify video files with an X-CLIP model (top-k classes per file)")
+    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("--model", required=True,
+                   help="XCLIPClassifier .ckpt, transformers X-CLIP folder or hub id (microsoft/xclip-*)")
+    p.add_argument("--labels", required=True, help="class list file, one name a line")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+
+    def run(a):
+        from videolm.infer import classify
+
+        failed = 0
+        for result in classify(a.videos, a.model, a.labels, topk=a.topk, device=a.device):
+            if "error" in result:
+                failed += 1
+                print(f"error: {result['error']}", file=sys.stderr)
+                continue
+            print(result["path"])
+            for name, score in zip(result["classes"], result["scores"]):
+                print(f"  {score:.3f}  {name}")
+        return 1 if failed else 0
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videolm",
@@ -116,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _registry_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_quickstart, _add_zoo):
+    for add in (_add_data, _add_quickstart, _add_classify, _add_zoo):
         add(sub)
     return parser
 

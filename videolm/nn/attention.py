@@ -38,16 +38,24 @@ class MultiheadAttention(nn.Module):
     """Batch-first multi-head attention with ``nn.MultiheadAttention``'s parameter names.
 
     ``forward(x)`` is self-attention; pass ``context`` for cross-attention. ``mask`` follows
-    :func:`attention`.
+    :func:`attention`. ``qkv_bias`` (default: ``bias``) sets the input projection's bias alone.
     """
 
-    def __init__(self, dim: int, num_heads: int, bias: bool = True, dropout: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        bias: bool = True,
+        dropout: float = 0.0,
+        qkv_bias: bool | None = None,
+    ):
         super().__init__()
+        qkv_bias = bias if qkv_bias is None else qkv_bias
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.dropout = dim, num_heads, dropout
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim)) if bias else None
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim)) if qkv_bias else None
         self.out_proj = nn.Linear(dim, dim, bias=bias)
         nn.init.xavier_uniform_(self.in_proj_weight)
         if bias:
@@ -77,3 +85,18 @@ class MultiheadAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         out = attention(q, k, v, mask=mask, dropout_p=dropout, is_causal=is_causal)
         return self.out_proj(rearrange(out, "b h n d -> b n (h d)"))
+
+
+def self_attention_with_keys(
+    attn: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention of ``x`` ``(b, n, dim)`` with the weights of ``attn``; returns (output, keys).
+
+    ``attn`` is a :class:`MultiheadAttention` or a batch-first ``nn.MultiheadAttention`` (same
+    parameter names). The keys ``(b, heads, n, head_dim)`` are what token merging matches on.
+    """
+    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=attn.num_heads) for t in (q, k, v))
+    dropout = attn.dropout if attn.training else 0.0
+    out = attention(q, k, v, mask=mask, dropout_p=dropout)
+    return attn.out_proj(rearrange(out, "b h n d -> b n (h d)")), k
