@@ -107,7 +107,9 @@ def _add_zoo(sub) -> None:
     s.add_argument("--method", help="only this method (xclip, pllava, llava, clip, ...)")
     s = zsub.add_parser("info", parents=[registry], help="a model's card")
     s.add_argument("name")
-    s = zsub.add_parser("download", parents=[registry], help="fetch (and convert) a model; prints its folder")
+    s = zsub.add_parser("download", parents=[registry],
+                        help="fetch (and convert) a model, or update it to the latest files of its revision; "
+                        "prints its folder")
     s.add_argument("name")
     s.add_argument("--revision", help="hub branch, tag or commit (default: the card's)")
     s = zsub.add_parser("markdown", parents=[registry], help="write model_zoo.md from the registry")
