@@ -135,7 +135,7 @@ def write_card(out: Path, results: dict) -> Path:
     card = {"name": "pllava-tiny", "method": "pllava", "frames": 16, "resolution": 64, "licence": "Apache-2.0",
             "backbone": "tiny CLIP ViT (64 px, patch 16) + 2-layer Llama, trained from scratch",
             "description": "built-in captioner of the synthetic corpus (default of videolm caption / ask)",
-            "source": {"package": out.name, "sha256": digests},
+            "source": {"package": "pllava_tiny", "sha256": digests},  # videolm/assets/pllava_tiny
             "figures": [{"dataset": "synthetic (held out)", "metric": "caption exact match", "value":
                          round(100 * results["caption_exact"], 1)},
                         {"dataset": "synthetic (held out)", "metric": "QA accuracy", "value":

@@ -32,7 +32,7 @@ def test_builtin_cards():
     assert get_card("xclip-base-patch16").figures[0].value == 83.8
     assert get_card("xclip-large-patch14-16-frames").resolution == 336
     assert all(xclip[n].frames == 32 for n in XCLIP_NAMES if "shot" in n)
-    assert {c.source.repo for c in list_cards("pllava")} == {f"ermu2001/pllava-{s}" for s in ("7b", "13b", "34b")}
+    assert {c.source.repo for c in list_cards("pllava") if c.source.kind == "hub"} == {f"ermu2001/pllava-{s}" for s in ("7b", "13b", "34b")}
     assert {c.source.repo for c in list_cards("llava")} == {
         "llava-hf/llava-v1.6-vicuna-7b-hf", "llava-hf/llava-v1.6-vicuna-13b-hf", "llava-hf/llava-v1.6-34b-hf"}
     assert {c.backbone for c in list_cards("clip")} == {"ViT-B-32", "ViT-B-16", "ViT-L-14"}
