@@ -182,6 +182,7 @@ class _PyAVReader:
         self.rotation, self._feed = None, None
         self._started = self._flushed = False
         self._next, self._last_out, self._count = 0, None, 0
+        self._wanted, self._skipped, self._skipping = None, set(), False
         # Frames shown before the first keyframe (a stream cut mid-GOP) may not decode: check them.
         if self.pts[0] < self.order_pts[self.key_positions[0]]:
             damaged = True
@@ -217,6 +218,7 @@ class _PyAVReader:
     def _drop_undecodable_head(self) -> None:
         """Decode from the first keyframe until it comes out; drop the earlier frames that did not."""
         key_pts = self.order_pts[self.key_positions[0]]
+        self._wanted = None
         self._start(0)
         decoded = set()
         while key_pts not in decoded and (frames := self._pump()) is not None:
@@ -232,6 +234,7 @@ class _PyAVReader:
         while self.key_positions:
             key = self.key_positions[-1]
             key_pts = self.order_pts[key]
+            self._wanted = None
             self._start(key)
             decoded = set()
             while (frames := self._pump()) is not None:
@@ -253,15 +256,24 @@ class _PyAVReader:
             self.container.seek(self.seek_ts[position] if self.timed else 0, stream=self.stream, backward=True)
             self._feed = (p for p in self.container.demux(self.stream) if p.size and not p.is_discard)
         self._next, self._last_out, self._count, self._flushed = position, None, 0, False
-        self._started = True
+        self._started, self._skipped = True, set()
 
     def _pump(self):
         """Decode the next packet (or drain the decoder at the end): the frames that came out, or None."""
         if self._flushed:
             return None
         packet = next(self._feed, None)
-        self._next += packet is not None
-        self._flushed = packet is None
+        if packet is None:
+            self._flushed = True
+        else:
+            self._next += 1
+            # Frames nobody asked for are not decoded when no other frame refers to them (B-frames,
+            # mostly): the decoder drops non-reference frames while skip_frame is NONREF.
+            skip = self._wanted is not None and packet.pts not in self._wanted
+            if skip:
+                self._skipped.add(packet.pts)
+            if skip != self._skipping:
+                self.codec.skip_frame, self._skipping = ("NONREF" if skip else "DEFAULT"), skip
         try:
             return self.codec.decode(packet)
         except av.FFmpegError:  # damaged packet: skip it, keep the decoder going
@@ -284,11 +296,12 @@ class _PyAVReader:
         """av frames for the sorted pts ``wanted``, each decoded once. Continues the running decode
         when the next wanted frame lies ahead in the same GOP, else starts at its keyframe."""
         wanted_set, got = set(wanted), {}
+        self._wanted = wanted_set if self.timed else None
         for pts in wanted:
             if pts in got:
                 continue
             start = self._start_position(pts)
-            passed = self._last_out is not None and pts <= self._last_out
+            passed = (self._last_out is not None and pts <= self._last_out) or pts in self._skipped
             if not self._started or self._flushed or passed or start > self._next:
                 self._start(start)
             while pts not in got:
