@@ -94,6 +94,15 @@ def test_truncated_file_yields_the_decodable_frames(tmp_path, buffering):
     with pytest.raises(VideoDecodeError, match="cut.mp4: decord is not safe on damaged or truncated data"):
         VideoReader(cut, backend="decord")  # decord can hang or crash on such files: it never gets them
 
+    mkv = write_video(tmp_path / "full.mkv", index_frames(40), options={"g": "5"})
+    data = mkv.read_bytes()
+    for fraction in (0.3, 0.55, 0.8):  # Matroska: no frame count in the header, cut anywhere
+        cut = tmp_path / f"cut{fraction}.mkv"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        reader = VideoReader(cut)
+        assert 0 < len(reader) < 40
+        assert indices_of(reader.get_frames(range(len(reader)))) == [i % 15 for i in range(len(reader))]
+
 
 def test_bad_files_raise_video_decode_error_naming_file_and_problem(tmp_path):
     (tmp_path / "random.mp4").write_bytes(np.random.default_rng(0).bytes(20000))
@@ -156,7 +165,7 @@ def test_corrupt_middle_never_crashes(clip, tmp_path):
 
 @pytest.mark.parametrize("name,codec", [("clip.mkv", "libx264"), ("clip.webm", "libvpx-vp9"), ("clip.avi", "mpeg4")])
 def test_other_containers_and_codecs(tmp_path, name, codec):
-    """Matroska carries no frame count (the count comes from decoding the tail); VP9; MPEG-4 in AVI."""
+    """Matroska carries no frame count (the packets are counted); VP9 in WebM; MPEG-4 in AVI."""
     options = {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b:v": "0"} if codec == "libvpx-vp9" else {}
     path = write_video(tmp_path / name, index_frames(12), codec=codec, options=options)
     frames = {}

@@ -1,9 +1,10 @@
-"""Video reading: one interface over decord, PyAV and folders of frame images.
+"""Video reading: one interface over PyAV, decord and folders of frame images.
 
-Every video file is first indexed with PyAV (cheap: demux packets, no full decode). The index gives the
-real frame count, presentation order and keyframes, and catches bad input before decord ever sees it
-(decord can crash or hang on garbage and past the real end of a truncated file). Frames then come from
-decord (``backend="auto"`` when it is installed and the index is clean) or from PyAV itself.
+Every video file is first indexed with PyAV: demux the packets once, no decoding. The index gives the
+real frame count (containers over-report; truncated and damaged files are checked by decoding their
+tail), presentation order and keyframes, and catches bad input before any decoder runs (decord can
+crash on garbage and hang past the real end of a file). Frames then come from PyAV, decoding from the
+keyframe before each wanted frame only as far as needed, or from decord when asked for.
 """
 
 from __future__ import annotations
@@ -176,9 +177,9 @@ class _PyAVReader:
         if self.pts[0] < self.order_pts[self.key_positions[0]]:
             damaged = True
             self._drop_undecodable_head()
-        # Trust the packet count when the container agrees and nothing was damaged; otherwise (or when
-        # the container gives no count) decode the tail and keep what really decodes.
-        if damaged or stream.frames != len(order):
+        # Trust the packet count when nothing was damaged and the container agrees (or gives no count);
+        # otherwise decode the tail and keep what really decodes.
+        if damaged or stream.frames not in (0, len(order)):
             self._drop_undecodable_tail()
         self.clean = not damaged and len(self.pts) == len(order)  # safe to hand to decord
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -317,6 +318,8 @@ class _PyAVReader:
                     raise VideoDecodeError(self.path, f"frame {index} could not be decoded (corrupt data)")
                 for frame in frames:
                     key = self._key(frame)
+                    if key is None:  # not a frame of the index
+                        continue
                     self._last_out = key
                     if self.rotation is None:
                         self.rotation = frame.rotation or 0
