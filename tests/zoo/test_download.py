@@ -103,6 +103,20 @@ def test_hub_download_then_cache_hit_then_load_and_run(world, tmp_path, monkeypa
     torch.testing.assert_close(clip_outputs(loaded), clip_outputs(model), rtol=0, atol=0)
 
 
+def test_cached_hub_model_is_used_until_refreshed(world, tmp_path):
+    world.add_repo("team/moving", {"config.json": b'{"v": 1}'})
+    write_registry(tmp_path, [card("moving", {"hub": "team/moving", "files": ["config.json"]})])
+    old = resolve("moving")
+    new_commit = world.add_repo("team/moving", {"config.json": b'{"v": 2}'}).commit  # main moves on
+    seen = len(world.log)
+
+    assert resolve("moving") == old and len(world.log) == seen  # the cache answers, the hub is not asked
+    new = resolve("moving", refresh=True)  # what `videolm zoo download` does
+    assert new.name == new_commit != old.name
+    assert (new / "config.json").read_bytes() == b'{"v": 2}' and (old / "config.json").read_bytes() == b'{"v": 1}'
+    assert resolve("moving") == new
+
+
 def test_hub_snapshot_with_patterns(world, tmp_path):
     files = {"config.json": b'{"a": 1}', "model-00001-of-00002.safetensors": save({"w": torch.ones(3)}),
              "model-00002-of-00002.safetensors": save({"v": torch.zeros(2)}), "pytorch_model.bin": b"not wanted"}

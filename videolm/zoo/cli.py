@@ -40,7 +40,7 @@ def run(args) -> int:
     elif args.zoo_command == "info":
         _info(registry.get_card(args.name))
     elif args.zoo_command == "download":
-        print(download.resolve(args.name, revision=args.revision))
+        print(download.resolve(args.name, revision=args.revision, refresh=True))
     elif args.zoo_command == "markdown":
         text = registry.markdown() + "\n"
         if args.out:

@@ -127,7 +127,7 @@ def _remove_hub_file(path: Path) -> None:
     blob.unlink(missing_ok=True)
 
 
-def _fetch_hub(card: ModelCard, revision: str | None) -> Path:
+def _fetch_hub(card: ModelCard, revision: str | None, refresh: bool) -> Path:
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -143,7 +143,7 @@ def _fetch_hub(card: ModelCard, revision: str | None) -> Path:
     patterns = [f for f in src.files if _is_pattern(f)]
     exact = [f for f in src.files if not _is_pattern(f)]
     cached_before = {f for f in {*exact, *src.sha256} if _hub_cached(kwargs, f) is not None}
-    if not patterns and cached_before >= set(exact):
+    if not patterns and cached_before >= set(exact) and not (refresh and not offline()):
         return _snapshot_folder(_hub_cached(kwargs, exact[0]), exact[0])  # cache hit: no network at all
     if offline():
         if patterns:  # the last snapshot of this revision, if there is one
@@ -355,21 +355,25 @@ def convert(card: ModelCard, folder: Path) -> Path:
 # --- public ------------------------------------------------------------------------------------------
 
 
-def fetch(card: ModelCard, revision: str | None = None) -> Path:
-    """The folder holding the card's source files, downloading what is missing."""
+def fetch(card: ModelCard, revision: str | None = None, refresh: bool = False) -> Path:
+    """The folder holding the card's source files, downloading what is missing.
+
+    A cached hub model is used without asking the hub, unless ``refresh`` (then the revision is looked up
+    again and only changed files are transferred).
+    """
     if revision is not None and card.source.kind != "hub":
         raise DownloadError(f"model '{card.name}': --revision only applies to hub sources")
     if card.source.kind == "hub":
-        return _fetch_hub(card, revision)
+        return _fetch_hub(card, revision, refresh)
     if card.source.kind == "url":
         return _fetch_url(card)
     return _fetch_package(card)
 
 
-def resolve(name: str, revision: str | None = None) -> Path:
+def resolve(name: str, revision: str | None = None, refresh: bool = False) -> Path:
     """Local folder of model ``name``: downloaded (and converted to safetensors) on first use."""
     card = get_card(name)
-    folder = fetch(card, revision)
+    folder = fetch(card, revision, refresh)
     return convert(card, folder) if card.converter else folder
 
 
