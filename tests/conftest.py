@@ -23,6 +23,8 @@ def write_video(path, frames, fps=8, codec="libx264", rotation=None, times=None,
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
             stream.options = {"crf": "12", "preset": "veryfast", **(options or {})}
+        elif options:
+            stream.options = dict(options)
         if times is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:

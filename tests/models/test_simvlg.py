@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from videolm.models.simvlg import SimVLG, attribute_accuracy, train_caption_lm
+from videolm.nn.tome import ToMeTransformer
+
+TEXTS = [f"a {c} {s} moves to the {d}" for c in ("red", "green", "blue") for s in ("circle", "square")
+         for d in ("left", "right")]
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    return str(train_caption_lm(TEXTS, tmp_path_factory.mktemp("lm"), epochs=40, batch_size=12))
+
+
+def _model(lm, **kw):
+    torch.manual_seed(0)
+    kw = {"clip_config": "tiny", "connector_dim": 32, "connector_depth": 2, "r": 3, **kw}
+    return SimVLG(lm, **kw).eval()
+
+
+def test_paper_connector_merges_257_to_29_tokens():
+    conn = ToMeTransformer(32, depth=12, num_heads=2, r=19)
+    y, size = conn(torch.randn(1, 257, 32))
+    assert y.shape == (1, 29, 32) and size.sum() == 257
+
+
+def test_video_model_starts_as_its_image_model(lm):
+    model = _model(lm, temporal_r=3)
+    image = torch.randn(2, 3, 64, 64)
+    video = image[:, None].expand(2, 4, 3, 64, 64)
+    with torch.no_grad():
+        # the gated temporal module is the identity at init: frames enter the connector as images do
+        x = model.visual_proj(model.frame_tokens(image))
+        assert torch.equal(model.temporal(x[:, None].expand(2, 4, *x.shape[1:])), x[:, None].expand(2, 4, *x.shape[1:]))
+        # a still video (4 equal frames merged to one slot of size 4) gives the image's prefix
+        torch.testing.assert_close(model.encode(video), model.encode(image), rtol=1e-4, atol=1e-5)
+    ids, mask = model.tokenize(TEXTS[:2])
+    torch.testing.assert_close(model(video, ids, mask), model(image, ids, mask), rtol=1e-4, atol=1e-5)
+
+
+def test_training_reaches_trainable_parts_only_and_learns(lm):
+    model = _model(lm).train()
+    assert not any(p.requires_grad for p in model.visual.parameters())
+    assert not any(p.requires_grad for p in model.llm.parameters())
+    videos = torch.randn(4, 2, 3, 64, 64)
+    ids, mask = model.tokenize(TEXTS[:4])
+    assert ids[:, 0].eq(model.tokenizer.bos_token_id).all()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = model(videos, ids, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert model.connector.resblocks[0].attn.in_proj_weight.grad is not None
+    assert losses[-1] < losses[0] - 0.02
+    # the frozen LM alone would say one caption for all; the learnt prefix steers it to each video's
+    captions = model.generate(videos, max_new_tokens=8)
+    assert sum(c == t for c, t in zip(captions, TEXTS)) >= 3, captions
+
+
+def test_attribute_accuracy():
+    qa = [[{"question": "what colour is the shape?", "answer": "red"},
+           {"question": "what shape is red?", "answer": "circle"},
+           {"question": "what does the red circle do?", "answer": "moves"},
+           {"question": "which way does the red circle move?", "answer": "left"},
+           {"question": "how many shapes are there?", "answer": "one"}]]
+    assert attribute_accuracy(["a red circle moves to the left"], qa) == 1.0
+    assert attribute_accuracy(["a blue circle moves to the right"], qa) == 0.5
+    assert attribute_accuracy(["a reddish square grows"], qa) == 0.0
+    with pytest.raises(ValueError, match="no colour"):
+        attribute_accuracy(["x"], [[{"question": "how many?", "answer": "one"}]])
