@@ -14,6 +14,7 @@ tokenizer and a tiny GPT-2 trained on caption text with Lightning, saved as a tr
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ class SimVLG(nn.Module):
         temporal_r: frames merged away at each spatial position before the connector (video only).
         max_frames: frames the temporal module's frame embedding holds.
         freeze_llm: keep the LM frozen (the paper); gradients still reach the visual prefix.
+        freeze_vision: keep the tower frozen (the paper, with pretrained weights); a randomly
+            initialised tower (no ``pretrained`` tag) has nothing to keep, so the quick start trains it.
     """
 
     def __init__(
@@ -60,10 +63,12 @@ class SimVLG(nn.Module):
         temporal_r: int = 0,
         max_frames: int = 64,
         freeze_llm: bool = True,
+        freeze_vision: bool = True,
     ):
         super().__init__()
         self.visual = create_clip(model_name, pretrained, clip_config).visual
-        self.visual.requires_grad_(False)
+        self.visual.requires_grad_(not freeze_vision)
+        self.freeze_vision = freeze_vision
         if vision_r:
             apply_tome(self.visual, vision_r)
         width = self.visual.transformer.width
@@ -86,24 +91,28 @@ class SimVLG(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.visual.eval()
+        if self.freeze_vision:
+            self.visual.eval()
         if self.freeze_llm:
             self.llm.eval()
         return self
 
     def frame_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frozen tower: ``(B, C, H, W)`` -> all its output tokens ``(B, N, W)`` (CLS first)."""
+        """The tower: ``(B, C, H, W)`` -> all its output tokens ``(B, N, W)`` (CLS first)."""
         v = self.visual
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision):
             return v.ln_post(v.transformer(v._embeds(frames)))
 
     def encode(self, videos: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` or videos ``(B, T, C, H, W)`` -> LM prefix ``(B, M, E)``."""
         if videos.dim() == 4:
             videos = videos[:, None]
-        b = videos.shape[0]
-        x = self.visual_proj(self.frame_tokens(rearrange(videos, "b t c h w -> (b t) c h w")))
-        x = self.temporal(rearrange(x, "(b t) n d -> b t n d", b=b))
+        tokens = self.frame_tokens(rearrange(videos, "b t c h w -> (b t) c h w"))
+        return self.encode_tokens(rearrange(tokens, "(b t) n w -> b t n w", b=videos.shape[0]))
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The trainable path from the frozen tower's tokens ``(B, T, N, W)`` to the LM prefix."""
+        x = self.temporal(self.visual_proj(tokens))
         x, size = temporal_merge(x, min(self.temporal_r, x.shape[1] - 1))
         x, _ = self.connector(x, size)
         return self.llm_proj(self.connector_norm(x))
@@ -120,7 +129,10 @@ class SimVLG(nn.Module):
 
     def forward(self, videos: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Language-modelling loss of the captions ``ids`` (``tokenize``) given the visual prefix."""
-        prefix = self.encode(videos)
+        return self.lm_loss(self.encode(videos), ids, mask)
+
+    def lm_loss(self, prefix: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of ``ids[:, 1:]`` after ``prefix`` ``(B, M, E)`` and ``ids[:, :-1]``."""
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
         full_mask = torch.cat([mask.new_ones(prefix.shape[:2]), mask], dim=1)
         logits = self.llm(inputs_embeds=embeds, attention_mask=full_mask).logits
@@ -131,7 +143,11 @@ class SimVLG(nn.Module):
     @torch.no_grad()
     def generate(self, videos: torch.Tensor, max_new_tokens: int = 20) -> list[str]:
         """Greedy captions for images or videos (transformers ``generate`` after the visual prefix)."""
-        prefix = self.encode(videos)
+        return self.caption(self.encode(videos), max_new_tokens)
+
+    @torch.no_grad()
+    def caption(self, prefix: torch.Tensor, max_new_tokens: int = 20) -> list[str]:
+        """Greedy captions after a visual ``prefix`` ``(B, M, E)``."""
         tok = self.tokenizer
         bos = torch.full((prefix.shape[0], 1), tok.bos_token_id, device=prefix.device)
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(bos)], dim=1)
@@ -193,6 +209,7 @@ class SimVLGModule(pl.LightningModule):
         temporal_r: int = 0,
         max_frames: int = 64,
         freeze_llm: bool = True,
+        freeze_vision: bool = True,
         max_text_length: int = 32,
         max_new_tokens: int = 20,
         lr: float = 1e-4,
@@ -201,7 +218,8 @@ class SimVLGModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = SimVLG(llm, model_name, pretrained, clip_config, connector_dim, connector_depth,
-                            connector_heads, r, r_mode, vision_r, temporal_r, max_frames, freeze_llm)
+                            connector_heads, r, r_mode, vision_r, temporal_r, max_frames, freeze_llm,
+                            freeze_vision)
 
     def _loss(self, batch) -> torch.Tensor:
         ids, mask = self.model.tokenize(batch["caption"], self.hparams.max_text_length)
@@ -244,8 +262,8 @@ class _TextLM(pl.LightningModule):
         self.model, self.lr = model, lr
 
     def training_step(self, batch, batch_idx):
-        ids, mask = batch
-        loss = self.model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        ids, mask, labels = batch
+        loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -278,15 +296,21 @@ def train_caption_lm(
                         n_head=heads, bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = GPT2LMHeadModel(config)
-    # each text twice in a row: the LM learns to use its context (copying), as large LMs do, so a
-    # visual prefix can steer it once it is frozen
-    ids = []
+    # Each text follows its own words in random order: the LM learns to write a sentence from the
+    # content words in its context (as large LMs use their context), so that, frozen, it can be steered
+    # by a visual prefix. Only the sentence is scored.
+    rng = random.Random(seed)
+    data = []
     for t in texts:
-        one = [tokenizer.bos_token_id, *tokenizer(t, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
-        ids.append(one + one)
-    length = max(map(len, ids))
+        words = tokenizer(t, add_special_tokens=False)["input_ids"]
+        bag = rng.sample(words, len(words))
+        context = [tokenizer.bos_token_id, *bag, tokenizer.eos_token_id]
+        target = [tokenizer.bos_token_id, *words, tokenizer.eos_token_id]
+        data.append((context + target, [-100] * (len(context) + 1) + target[1:]))
+    length = max(len(i) for i, _ in data)
     data = [(torch.tensor(i + [tokenizer.pad_token_id] * (length - len(i))),
-             torch.tensor([1] * len(i) + [0] * (length - len(i)))) for i in ids]
+             torch.tensor([1] * len(i) + [0] * (length - len(i))),
+             torch.tensor(y + [-100] * (length - len(y)))) for i, y in data]
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(_TextLM(model, lr), DataLoader(data, batch_size=batch_size, shuffle=True))
