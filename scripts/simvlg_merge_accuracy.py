@@ -4,7 +4,7 @@ Trains the quick-start SimVLG twice with Lightning (connector merging r per laye
 vs none) and prints, for each, the colour / shape / motion accuracy of its greedy test captions
 (``attribute_accuracy``), the visual tokens the LM sees, and the training time.
 
-    python3 scripts/simvlg_merge_accuracy.py [--corpus data/synthetic --lm runs/simvlg/lm --epochs 30]
+    python3 scripts/simvlg_merge_accuracy.py [--corpus data/synthetic_1200 --videos 1200 --epochs 20]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def run(args, r: int, temporal_r: int) -> dict:
                            test=str(corpus / "test.jsonl"), num_frames=8, image_size=64, crop_scale=(0.8, 1.0),
                            flip=False, batch_size=16, num_workers=args.workers)
     model = SimVLGModule(args.lm, clip_config="tiny", connector_dim=64, connector_depth=4, r=r,
-                         temporal_r=temporal_r, max_frames=16, freeze_vision=args.freeze_vision,
+                         temporal_r=temporal_r, max_frames=16, freeze_vision=not args.train_vision,
                          max_new_tokens=10, lr=args.lr, weight_decay=0.01)
     trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, check_val_every_n_epoch=args.epochs)
@@ -46,19 +46,20 @@ def run(args, r: int, temporal_r: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", default="data/synthetic")
-    p.add_argument("--lm", default="runs/simvlg/lm", help="caption LM folder (made if missing)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--corpus", default="data/synthetic_1200", help="corpus folder (made if missing)")
+    p.add_argument("--videos", type=int, default=1200, help="videos in a corpus made here")
+    p.add_argument("--lm", default="runs/simvlg/lm_1200", help="caption LM folder (made if missing)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--r", type=int, default=6, help="tokens merged per connector layer (4 layers)")
     p.add_argument("--temporal-r", type=int, default=4, help="frames merged away per position (of 8)")
-    p.add_argument("--freeze-vision", action="store_true", help="keep the (random) tiny tower frozen")
+    p.add_argument("--train-vision", action="store_true", help="train the (random) tiny tower too")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if not (Path(args.corpus) / "train.jsonl").is_file():
-        generate_corpus(args.corpus)
+        generate_corpus(args.corpus, videos=args.videos, seed=1)
     if not Path(args.lm).is_dir():
         from train_simvlg_lm import main as train_lm
 

@@ -278,11 +278,16 @@ def train_caption_lm(
     layers: int = 2,
     heads: int = 4,
     epochs: int = 3,
-    batch_size: int = 32,
+    batch_size: int = 8,
     lr: float = 3e-3,
+    context: int = 256,
+    passes: int = 4,
     seed: int = 0,
 ) -> Path:
-    """Train a word-level tokenizer and a tiny GPT-2 on ``texts`` (Lightning); save both to ``out``."""
+    """Train a word-level tokenizer and a tiny GPT-2 on ``texts`` (Lightning); save both to ``out``.
+
+    ``passes`` shuffled copies of the texts are packed into sequences of ``context`` tokens.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     pl.seed_everything(seed, verbose=False)
@@ -298,19 +303,25 @@ def train_caption_lm(
     model = GPT2LMHeadModel(config)
     # Each text follows its own words in random order: the LM learns to write a sentence from the
     # content words in its context (as large LMs use their context), so that, frozen, it can be steered
-    # by a visual prefix. Only the sentence is scored.
+    # by a visual prefix. Only the sentences are scored. Examples are packed into sequences of up to
+    # ``context`` tokens, as LM pretraining does, so every position up to ``context`` is trained.
     rng = random.Random(seed)
-    data = []
-    for t in texts:
-        words = tokenizer(t, add_special_tokens=False)["input_ids"]
-        bag = rng.sample(words, len(words))
-        context = [tokenizer.bos_token_id, *bag, tokenizer.eos_token_id]
-        target = [tokenizer.bos_token_id, *words, tokenizer.eos_token_id]
-        data.append((context + target, [-100] * (len(context) + 1) + target[1:]))
-    length = max(len(i) for i, _ in data)
-    data = [(torch.tensor(i + [tokenizer.pad_token_id] * (length - len(i))),
-             torch.tensor([1] * len(i) + [0] * (length - len(i))),
-             torch.tensor(y + [-100] * (length - len(y)))) for i, y in data]
+    examples = []
+    for _ in range(passes):
+        for t in rng.sample(texts, len(texts)):
+            words = tokenizer(t, add_special_tokens=False)["input_ids"]
+            bag = [tokenizer.bos_token_id, *rng.sample(words, len(words)), tokenizer.eos_token_id]
+            sentence = [tokenizer.bos_token_id, *words, tokenizer.eos_token_id]
+            examples.append((bag + sentence, [-100] * (len(bag) + 1) + sentence[1:]))
+    packed = [([], [])]
+    for ids, labels in examples:
+        if len(packed[-1][0]) + len(ids) > context:
+            packed.append(([], []))
+        packed[-1][0].extend(ids)
+        packed[-1][1].extend(labels)
+    data = [(torch.tensor(i + [tokenizer.pad_token_id] * (context - len(i))),
+             torch.tensor([1] * len(i) + [0] * (context - len(i))),
+             torch.tensor(y + [-100] * (context - len(y)))) for i, y in packed]
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(_TextLM(model, lr), DataLoader(data, batch_size=batch_size, shuffle=True))
