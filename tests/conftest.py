@@ -23,6 +23,8 @@ def write_video(path, frames, fps=8, codec="libx264", rotation=None, times=None,
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
             stream.options = {"crf": "12", "preset": "veryfast", **(options or {})}
+        elif options:
+            stream.options = dict(options)
         if times is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:
@@ -57,3 +59,11 @@ def frame_index(frame):
 def video_writer(tmp_path):
     """``video_writer(name, frames, **kw)`` writes a video under the test's tmp_path."""
     return lambda name, frames, **kw: write_video(tmp_path / name, frames, **kw)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A small synthetic corpus (40 videos, seed 0) shared by the tests of a session."""
+    from videolm.data.synthetic import generate_corpus
+
+    return Path(generate_corpus(tmp_path_factory.mktemp("synthetic"), videos=40, seed=0))

@@ -43,6 +43,82 @@ def _add_data(sub) -> None:
     s.set_defaults(func=run)
 
 
+def _infer_args(p) -> None:
+    p.add_argument("--model", default=None, help="zoo name or model folder (default: the built-in tiny captioner)")
+    p.add_argument("--frames", type=int, default=16, help="frames sampled per video")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=8, help="videos per generate call")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--json", action="store_true", help="print one JSON list of {path, text|error}")
+
+
+def _run_infer(a, videos: list[str], question: str | None) -> int:
+    import json
+
+    from videolm.infer import CAPTION_PROMPT, load
+
+    pipe = load(a.model, num_frames=a.frames, device=a.device, batch_size=a.batch_size)
+    results = pipe.run(videos, question or CAPTION_PROMPT, max_new_tokens=a.max_new_tokens)
+    if a.json:
+        print(json.dumps(results, indent=2))
+    for r in results:
+        if "error" in r:
+            print(f"error: {r['error']}", file=sys.stderr)
+        elif not a.json:
+            print(f"{r['path']}: {r['text']}")
+    return int(any("error" in r for r in results))
+
+
+def _add_caption(sub) -> None:
+    p = sub.add_parser("caption", help="caption video files with a video LLM (PLLaVA)")
+    p.add_argument("videos", nargs="+", help="video files")
+    _infer_args(p)
+    p.set_defaults(func=lambda a: _run_infer(a, a.videos, None))
+
+
+def _add_ask(sub) -> None:
+    p = sub.add_parser("ask", help="answer a question about video files: videolm ask VIDEO... QUESTION")
+    p.add_argument("items", nargs="+", metavar="VIDEO... QUESTION", help="video files, then the question")
+    _infer_args(p)
+
+    def run(a):
+        if len(a.items) < 2:
+            p.error("give at least one video and a question")
+        return _run_infer(a, a.items[:-1], a.items[-1])
+
+    p.set_defaults(func=run)
+
+
+def _registry_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--registry", action="append", metavar="FILE", default=argparse.SUPPRESS,
+                        help="YAML file with more model cards (repeatable; also $VIDEOLM_ZOO)")
+    return parser
+
+
+def _add_zoo(sub) -> None:
+    registry = _registry_option(argparse.ArgumentParser(add_help=False))
+    p = sub.add_parser("zoo", help="model zoo: list, inspect and download models")
+    zsub = p.add_subparsers(dest="zoo_command", required=True)
+    s = zsub.add_parser("list", parents=[registry], help="table of the models")
+    s.add_argument("--method", help="only this method (xclip, pllava, llava, clip, ...)")
+    s = zsub.add_parser("info", parents=[registry], help="a model's card")
+    s.add_argument("name")
+    s = zsub.add_parser("download", parents=[registry],
+                        help="fetch (and convert) a model, or update it to the latest files of its revision; "
+                        "prints its folder")
+    s.add_argument("name")
+    s.add_argument("--revision", help="hub branch, tag or commit (default: the card's)")
+    s = zsub.add_parser("markdown", parents=[registry], help="write model_zoo.md from the registry")
+    s.add_argument("--out", help="file to write (default: stdout)")
+
+    def run(a):
+        from videolm.zoo.cli import main
+
+        return main(a)
+
+    p.set_defaults(func=run)
+
+
 def _add_quickstart(sub) -> None:
     p = sub.add_parser(
         "quickstart",
@@ -78,14 +154,41 @@ def _add_quickstart(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_classify(sub) -> None:
+    p = sub.add_parser("classify", help="classify video files with an X-CLIP model (top-k classes per file)")
+    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("--model", required=True,
+                   help="XCLIPClassifier .ckpt, transformers X-CLIP folder or hub id (microsoft/xclip-*)")
+    p.add_argument("--labels", required=True, help="class list file, one name a line")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+
+    def run(a):
+        from videolm.infer import classify
+
+        failed = 0
+        for result in classify(a.videos, a.model, a.labels, topk=a.topk, device=a.device):
+            if "error" in result:
+                failed += 1
+                print(f"error: {result['error']}", file=sys.stderr)
+                continue
+            print(result["path"])
+            for name, score in zip(result["classes"], result["scores"]):
+                print(f"  {score:.3f}  {name}")
+        return 1 if failed else 0
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videolm",
         description="Video-language models on open_clip and LLaVA backbones. "
         f"Training: videolm {{{','.join(LIGHTNING_SUBCOMMANDS)}}} --config FILE (LightningCLI).",
     )
+    _registry_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_quickstart):
+    for add in (_add_data, _add_quickstart, _add_classify, _add_caption, _add_ask, _add_zoo):
         add(sub)
     return parser
 
@@ -96,6 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         lightning_main(argv)
         return 0
     args = build_parser().parse_args(argv)
+    for file in getattr(args, "registry", []):
+        from videolm.zoo.registry import RegistryError, add_registry
+
+        try:
+            add_registry(file)
+        except RegistryError as e:
+            print(f"videolm: error: {e}", file=sys.stderr)
+            return 2
     return args.func(args) or 0
 
 

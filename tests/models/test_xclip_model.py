@@ -53,3 +53,78 @@ def test_new_parameters(model):
     assert "clip.visual.transformer.resblocks.0.message_fc.weight" in new
     assert "clip.visual.conv1.weight" not in new and "clip.logit_scale" not in new
     torch.testing.assert_close(model.prompt_generator.alpha, torch.full((64,), 0.1))
+
+
+# -- LightningModule -------------------------------------------------------------------------------
+import lightning.pytorch as pl  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from videolm.models.xclip import XCLIPClassifier  # noqa: E402
+
+CLASSES = ["red circle", "blue square", "green star"]
+
+
+class RandomClips(Dataset):
+    def __init__(self, n=6, frames=2, views=None):
+        g = torch.Generator().manual_seed(0)
+        shape = (frames, 3, 64, 64) if views is None else (views, frames, 3, 64, 64)
+        self.items = [{"video": torch.randn(shape, generator=g), "label": i % 3, "caption": f"a {CLASSES[i % 3]} {i}",
+                       "path": f"{i}.mp4"} for i in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def trainer(tmp_path, **kw):
+    return pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, **kw)
+
+
+def test_classifier_fits_with_mixup_and_learning_rates(tmp_path):
+    torch.manual_seed(0)
+    module = XCLIPClassifier(clip_config="tiny", num_frames=2, class_names=CLASSES, lr=1e-4, warmup_epochs=0,
+                             mixup=0.8, cutmix=1.0, label_smoothing=0.1, freeze_text=True)
+    before = module.model.prompt_generator.alpha.detach().clone()
+    t = trainer(tmp_path)
+    t.fit(module, DataLoader(RandomClips(), batch_size=3), DataLoader(RandomClips(), batch_size=3))
+    assert not torch.equal(before, module.model.prompt_generator.alpha.detach())
+    assert not module.model.clip.token_embedding.weight.requires_grad
+    groups = t.optimizers[0].param_groups
+    assert sorted({g["initial_lr"] for g in groups}) == pytest.approx([1e-4, 1e-3])
+    new = module.model.new_parameter_names()
+    named = dict(module.model.named_parameters())
+    for g in groups:
+        names = {n for n, p in named.items() if any(p is q for q in g["params"])}
+        assert (names <= new) == (g["initial_lr"] == pytest.approx(1e-3))
+    assert 0.0 <= t.callback_metrics["val/acc"] <= 1.0
+
+
+def test_multi_view_probabilities_are_averaged():
+    torch.manual_seed(0)
+    module = XCLIPClassifier(clip_config="tiny", num_frames=2, class_names=CLASSES).eval()
+    views = torch.randn(2, 3, 2, 3, 64, 64)
+    with torch.no_grad():
+        expected = torch.stack([module(views[:, v]) for v in range(3)]).mean(0)
+        torch.testing.assert_close(module(views), expected)
+    assert torch.allclose(expected.sum(-1), torch.ones(2))
+
+
+def test_zero_shot_class_list_file(tmp_path):
+    (tmp_path / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    module = XCLIPClassifier(clip_config="tiny", num_frames=2, class_names=str(tmp_path / "classes.txt"))
+    assert module.class_names == CLASSES
+    result = trainer(tmp_path).test(module, DataLoader(RandomClips(views=2), batch_size=3), verbose=False)[0]
+    assert {"test/acc", "test/acc5"} <= set(result)
+
+
+def test_retrieval_recall(tmp_path):
+    torch.manual_seed(0)
+    module = XCLIPClassifier(clip_config="tiny", num_frames=2, task="retrieval", lr=1e-4, warmup_epochs=0)
+    t = trainer(tmp_path)
+    t.fit(module, DataLoader(RandomClips(n=8), batch_size=4))
+    metrics = t.validate(module, DataLoader(RandomClips(n=12), batch_size=6), verbose=False)[0]
+    assert {"val/t2v_R@1", "val/t2v_R@5", "val/t2v_R@10", "val/t2v_MdR"} <= set(metrics)
+    assert metrics["val/t2v_R@1"] <= metrics["val/t2v_R@5"] <= metrics["val/t2v_R@10"] <= 100

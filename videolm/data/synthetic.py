@@ -214,12 +214,13 @@ def _paint(frames, grid, shape, colour, state, scale):
     """Alpha-blend one shape onto float frames ``(T, H, W, 3)``; ``state`` maps x, y, r, alpha, angle
     to per-frame arrays ``(T,)`` or scalars."""
     gx, gy = grid
-    x, y, r, alpha, angle = (np.reshape(state[k], (-1, 1, 1)) for k in ("x", "y", "r", "alpha", "angle"))
+    keys = ("x", "y", "r", "alpha", "angle")
+    x, y, r, alpha, angle = (np.reshape(state[k], (-1, 1, 1)).astype(np.float32) for k in keys)
     dx, dy = gx - x, gy - y
     th = np.radians(angle)
     lx, ly = dx * np.cos(th) + dy * np.sin(th), -dx * np.sin(th) + dy * np.cos(th)  # undo clockwise turn
     cover = np.clip(0.5 - _shape_sdf(shape, lx, ly, r) * scale, 0, 1) * alpha
-    frames += cover[..., None] * (np.asarray(colour, dtype=np.float64) - frames)
+    frames += cover[..., None] * (np.asarray(colour, dtype=np.float32) - frames)
 
 
 def _place_distractors(rng, n, actor_shape, actor_colour, state) -> list[dict]:
@@ -250,7 +251,7 @@ def _gesture_strip(gloss: list[str], schedule: np.ndarray, xs: np.ndarray, ys: n
     row = np.floor(ys / CELL).astype(int)
     inside = ((row >= 0) & (row < GLYPH_ROWS))[:, None] & ((col >= 0) & (col < GLYPH_COLS))[None, :]
     row, col = row.clip(0, GLYPH_ROWS - 1), col.clip(0, GLYPH_COLS - 1)
-    strip = np.full((len(schedule), len(ys), len(xs), 3), float(STRIP_COLOUR))
+    strip = np.full((len(schedule), len(ys), len(xs), 3), STRIP_COLOUR, dtype=np.float32)
     for f, w in enumerate(schedule):
         if w >= 0:
             strip[f][GLYPHS[gloss[w]][row][:, col] & inside] = GLYPH_COLOUR
@@ -315,14 +316,14 @@ def render_sample(
     # Paint the forward (even-class) video; the odd class is its exact reversal.
     scale = size / UNIT
     main_px = int(round(MAIN_H * scale))
-    coords = (np.arange(size) + 0.5) / scale
+    coords = ((np.arange(size) + 0.5) / scale).astype(np.float32)
     grid = (coords[None, :], coords[:main_px, None])
-    main = np.full((num_frames, main_px, size, 3), background)
+    main = np.full((steps, main_px, size, 3), background, dtype=np.float32)  # one picture per held state
     for d in distractors:
         _paint(main, grid, d["shape"], COLOURS[d["colour"]], dict(d, alpha=1.0, angle=0.0), scale)
-    _paint(main, grid, actor_shape, COLOURS[actor_colour], state, scale)
-    strip = _gesture_strip(gloss, schedule, coords, coords[: size - main_px])
-    frames = np.concatenate([main, strip], axis=1).round().clip(0, 255).astype(np.uint8)
+    _paint(main, grid, actor_shape, COLOURS[actor_colour], {k: v[::HOLD] for k, v in state.items()}, scale)
+    strip = _gesture_strip(gloss, schedule[::HOLD], coords, coords[: size - main_px])
+    frames = np.concatenate([main, strip], axis=1).round().clip(0, 255).astype(np.uint8).repeat(HOLD, axis=0)
 
     if reverse:
         frames = frames[::-1].copy()

@@ -1,0 +1,61 @@
+"""LoRA fine-tuning of PLLaVA with the Lightning Trainer on instruction JSON (LLaVA and VideoChat2 layouts)."""
+
+import json
+
+import lightning.pytorch as pl
+import torch
+from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+from videolm.data.instructions import InstructionDataModule, read_instructions
+from videolm.data.synthetic import render_sample, write_video
+from videolm.models.pllava import PLLaVAModule, train_word_tokenizer
+
+
+def test_read_both_layouts(tmp_path):
+    llava = [{"id": "a", "video": "a.mp4", "conversations": [
+        {"from": "human", "value": "<video>\nwhat colour?"}, {"from": "gpt", "value": "red"},
+        {"from": "human", "value": "what shape?"}, {"from": "gpt", "value": "circle"}]}]
+    (tmp_path / "llava.json").write_text(json.dumps(llava))
+    vc2 = [{"video": "b.mp4", "QA": [{"i": "Watch carefully.", "q": "what moves?", "a": "the circle"}]}]
+    (tmp_path / "vc2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in vc2))
+    assert read_instructions(tmp_path / "llava.json") == [
+        {"video": "a.mp4", "turns": [["what colour?", "red"], ["what shape?", "circle"]], "id": "a"}]
+    assert read_instructions(tmp_path / "vc2.jsonl")[0]["turns"] == [["Watch carefully. what moves?", "the circle"]]
+
+
+def test_lora_finetune_freezes_vision_and_base(tmp_path):
+    records = []
+    for i in range(4):
+        frames, meta = render_sample(i, num_frames=8)
+        write_video(tmp_path / f"{i}.mp4", frames)
+        records.append({"video": f"{i}.mp4", "conversations": [
+            {"from": "human", "value": "<video>\nDescribe the video."}, {"from": "gpt", "value": meta["caption"]},
+            {"from": "human", "value": meta["qa"][0]["question"]}, {"from": "gpt", "value": meta["qa"][0]["answer"]}]})
+    (tmp_path / "train.json").write_text(json.dumps(records))
+    texts = [t["value"] for r in records for t in r["conversations"]] + ["USER: ASSISTANT:"]
+    tok = train_word_tokenizer(texts)
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, image_size=32, patch_size=8)
+    text = dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                vocab_size=len(tok), pad_token_id=0)
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text,
+                                              image_token_index=tok.convert_tokens_to_ids("<image>"))
+                                  ).save_pretrained(tmp_path / "llava")
+    tok.save_pretrained(tmp_path / "llava")
+
+    module = PLLaVAModule(str(tmp_path / "llava"), pooling_shape=(4, 2, 2), num_frames=4, lora_r=4, lora_alpha=8,
+                          lr=1e-2)
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    data = InstructionDataModule(str(tmp_path / "train.json"), num_frames=4, image_size=32, batch_size=2,
+                                 num_workers=0)
+    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, data)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    after = module.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed, "nothing trained"
+    assert all("lora_" in k or k.startswith("multi_modal_projector.") for k in changed), sorted(changed)[:5]
+    assert any("lora_B" in k for k in changed)
+    assert not any(k.startswith("vision_tower.") for k in changed)

@@ -1,0 +1,55 @@
+"""`videolm classify`: Lightning checkpoints and transformers folders; a broken file is reported, others run."""
+
+import json
+
+import lightning.pytorch as pl
+import torch
+
+from videolm.cli import main
+from videolm.data.datamodule import VideoDataModule
+from videolm.models.xclip import XCLIPClassifier
+
+
+def test_classify_checkpoint_reports_broken_file(corpus, tmp_path, capsys):
+    torch.manual_seed(0)
+    dm = VideoDataModule(train=str(corpus / "train.jsonl"), val=str(corpus / "val.jsonl"), num_frames=4, image_size=64, batch_size=4,
+                         num_workers=0)
+    module = XCLIPClassifier(clip_config="tiny", num_frames=4, freeze_text=True, lr=1e-4, warmup_epochs=0)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "tiny.ckpt")
+
+    first = json.loads((corpus / "test.jsonl").read_text().splitlines()[0])["video"]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    rc = main(["classify", str(corpus / first), str(broken), str(corpus / first), "--model",
+               str(tmp_path / "tiny.ckpt"), "--labels", str(corpus / "classes.txt"), "--topk", "3"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert f"error: {broken}" in err
+    classes = (corpus / "classes.txt").read_text().split("\n")
+    lines = out.splitlines()
+    assert lines.count(str(corpus / first)) == 2 and len(lines) == 8
+    scores = [float(line.split()[0]) for line in lines[1:4]]
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001
+    assert all(line.split(maxsplit=1)[1] in classes for line in lines[1:4])
+    assert lines[1:4] == lines[5:8]  # test-time sampling is deterministic
+
+
+def test_classify_transformers_folder(corpus, tmp_path, capsys):
+    from transformers import XCLIPConfig, XCLIPModel
+
+    torch.manual_seed(0)
+    config = XCLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2),
+        vision_config=dict(hidden_size=32, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=16, num_frames=4, mit_hidden_size=24, mit_intermediate_size=96,
+                           mit_num_attention_heads=2),
+        projection_dim=24, prompt_num_attention_heads=2)
+    XCLIPModel(config).save_pretrained(tmp_path / "xclip")
+    first = json.loads((corpus / "test.jsonl").read_text().splitlines()[0])["video"]
+    assert main(["classify", str(corpus / first), "--model", str(tmp_path / "xclip"),
+                 "--labels", str(corpus / "classes.txt"), "--topk", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
