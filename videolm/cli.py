@@ -158,7 +158,7 @@ def _add_classify(sub) -> None:
     p = sub.add_parser("classify", help="classify video files with an X-CLIP model (top-k classes per file)")
     p.add_argument("videos", nargs="+", help="video files")
     p.add_argument("--model", required=True,
-                   help="XCLIPClassifier .ckpt, transformers X-CLIP folder or hub id (microsoft/xclip-*)")
+                   help="XCLIPClassifier .ckpt, transformers X-CLIP folder, zoo name or hub id (microsoft/xclip-*)")
     p.add_argument("--labels", required=True, help="class list file, one name a line")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--device", default="cpu")
