@@ -289,6 +289,7 @@ def bench_tome(args) -> None:
             print(f"{f'connector r={r}':<28}{prefix[r]:>10}{t_step[r]:>9.3f}{1 / t_step[r]:>9.2f}{t_conn[r]:>21.3f}")
         print(f"speed-up: training step {t_step[0] / t_step[19]:.2f}x, connector alone {t_conn[0] / t_conn[19]:.2f}x")
 
+
 def _tiny_models(tokenizer, image_size: int, patch: int):
     from transformers import LlavaConfig, LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
 
