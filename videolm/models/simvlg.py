@@ -189,6 +189,8 @@ def attribute_accuracy(captions: list[str], qa: list[list[dict]]) -> float:
 class SimVLGModule(pl.LightningModule):
     """Lightning wrapper: trains :class:`SimVLG` on the ``caption`` field of video batches.
 
+    Batches carry ``video`` (images or videos) or, since the tower is frozen, its precomputed
+    ``frame_tokens`` ``(B, T, N, W)`` (:meth:`SimVLG.frame_tokens` of every frame).
     Model arguments are :class:`SimVLG`'s. ``lr``, ``weight_decay``: AdamW on the trainable parts
     (connector, temporal module, projections). Validation and test log the LM loss and, when the batch
     has ``qa``, the colour / shape / motion accuracy of greedy captions (:func:`attribute_accuracy`).
@@ -221,24 +223,30 @@ class SimVLGModule(pl.LightningModule):
                             connector_heads, r, r_mode, vision_r, temporal_r, max_frames, freeze_llm,
                             freeze_vision)
 
-    def _loss(self, batch) -> torch.Tensor:
+    def _prefix(self, batch) -> torch.Tensor:
+        """LM prefix of a batch of ``video`` or of the frozen tower's precomputed ``frame_tokens``."""
+        if "frame_tokens" in batch:
+            return self.model.encode_tokens(batch["frame_tokens"])
+        return self.model.encode(batch["video"])
+
+    def _loss(self, batch, prefix: torch.Tensor) -> torch.Tensor:
         ids, mask = self.model.tokenize(batch["caption"], self.hparams.max_text_length)
-        return self.model(batch["video"], ids.to(self.device), mask.to(self.device))
+        return self.model.lm_loss(prefix, ids.to(self.device), mask.to(self.device))
 
     def training_step(self, batch, batch_idx):
-        if "video" not in batch:
+        if "caption" not in batch:
             return None
-        loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["video"]))
+        loss = self._loss(batch, self._prefix(batch))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["caption"]))
         return loss
 
     def _eval_step(self, batch, stage: str):
-        if "video" not in batch:
+        if "caption" not in batch:
             return None
-        n = len(batch["video"])
-        self.log(f"{stage}/loss", self._loss(batch), prog_bar=True, batch_size=n)
+        n, prefix = len(batch["caption"]), self._prefix(batch)
+        self.log(f"{stage}/loss", self._loss(batch, prefix), prog_bar=True, batch_size=n)
         if batch.get("qa"):
-            captions = self.model.generate(batch["video"], self.hparams.max_new_tokens)
+            captions = self.model.caption(prefix, self.hparams.max_new_tokens)
             self.log(f"{stage}/attr_acc", attribute_accuracy(captions, batch["qa"]), batch_size=n)
 
     def validation_step(self, batch, batch_idx):
@@ -248,7 +256,7 @@ class SimVLGModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
-        return self.model.generate(batch["video"], self.hparams.max_new_tokens)
+        return self.model.caption(self._prefix(batch), self.hparams.max_new_tokens)
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
