@@ -102,3 +102,11 @@ def test_quickstart_config_matches_the_module(capsys):
         main(["fit", "--config", "configs/simvlg/quickstart.yaml", "--print_config"])
     assert exit_.value.code in (0, None)
     assert "videolm.models.simvlg.SimVLGModule" in capsys.readouterr().out
+
+
+def test_merging_inside_the_frozen_tower_and_in_time(lm):
+    videos = torch.randn(1, 4, 3, 64, 64)
+    with torch.no_grad():
+        counts = {(vr, tr): _model(lm, r=0, vision_r=vr, temporal_r=tr).encode(videos).shape[1]
+                  for vr, tr in [(0, 0), (3, 0), (0, 2)]}
+    assert counts == {(0, 0): 4 * 17, (3, 0): 4 * (17 - 6), (0, 2): 2 * 17}
