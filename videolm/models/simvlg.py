@@ -44,8 +44,7 @@ class SimVLG(nn.Module):
         temporal_r: frames merged away at each spatial position before the connector (video only).
         max_frames: frames the temporal module's frame embedding holds.
         freeze_llm: keep the LM frozen (the paper); gradients still reach the visual prefix.
-        freeze_vision: keep the tower frozen (the paper, with pretrained weights); a randomly
-            initialised tower (no ``pretrained`` tag) has nothing to keep, so the quick start trains it.
+        freeze_vision: keep the tower frozen (the paper); ``False`` trains it too.
     """
 
     def __init__(
