@@ -72,6 +72,8 @@ def test_cli_caption_json_and_ask(model_dir, videos, capsys):
     assert rc == 0 and len(lines) == 2 and lines[0].startswith(a + ":")
 
 
-def test_unknown_model_names_the_model():
+def test_unknown_model_names_the_model(videos, capsys):
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         videolm.load("no-such-model")
+    assert main(["caption", videos[0][0], "--model", "no-such-model"]) == 2
+    assert "no-such-model" in capsys.readouterr().err

@@ -57,7 +57,11 @@ def _run_infer(a, videos: list[str], question: str | None) -> int:
 
     from videolm.infer import CAPTION_PROMPT, load
 
-    pipe = load(a.model, num_frames=a.frames, device=a.device, batch_size=a.batch_size)
+    try:
+        pipe = load(a.model, num_frames=a.frames, device=a.device, batch_size=a.batch_size)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     results = pipe.run(videos, question or CAPTION_PROMPT, max_new_tokens=a.max_new_tokens)
     if a.json:
         print(json.dumps(results, indent=2))

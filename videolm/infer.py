@@ -102,7 +102,10 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
         from videolm.zoo import resolve
     except ImportError:
         raise FileNotFoundError(f"{name_or_path}: no such model folder (and no model zoo to look it up)") from None
-    return Path(resolve(str(name_or_path)))
+    try:
+        return Path(resolve(str(name_or_path)))
+    except KeyError as e:
+        raise FileNotFoundError(f"{name_or_path}: neither a model folder nor a zoo model ({e.args[0]})") from None
 
 
 class VideoLLM:

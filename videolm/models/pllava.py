@@ -159,11 +159,17 @@ class PLLaVA(nn.Module):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        video: torch.Tensor,
+        video: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        visual: torch.Tensor | None = None,
     ):
-        """Causal-LM output (``.logits``, ``.loss`` when ``labels``) for prompts with one ``<image>``."""
-        embeds, mask, labels = self.merge(input_ids, attention_mask, self.encode_video(video), labels)
+        """Causal-LM output (``.logits``, ``.loss`` when ``labels``) for prompts with one ``<image>``.
+
+        ``visual``: visual tokens from :meth:`encode_video`, instead of ``video`` (to share one encoding
+        among several prompts).
+        """
+        visual = self.encode_video(video) if visual is None else visual
+        embeds, mask, labels = self.merge(input_ids, attention_mask, visual, labels)
         return self.language_model(inputs_embeds=embeds, attention_mask=mask, labels=labels)
 
     @torch.no_grad()
@@ -436,6 +442,9 @@ class PLLaVAModule(pl.LightningModule):
         lora_r: LoRA rank on ``target_modules`` of the LM (PLLaVA: 128, alpha 32); ``None`` trains the
             whole LM instead (used for the tiny demo model trained from scratch).
         freeze_vision: keep the CLIP vision tower frozen (PLLaVA does).
+        split_turns: train each (question, answer) turn as its own prompt after the video (the video
+            encoded once) instead of whole conversations; for independent questions whose wording gives
+            away other answers (the synthetic corpus: "what does the red circle do?").
         lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay.
     """
 
@@ -450,6 +459,7 @@ class PLLaVAModule(pl.LightningModule):
         lora_dropout: float = 0.0,
         target_modules: tuple[str, ...] = ("q_proj", "v_proj"),
         freeze_vision: bool = True,
+        split_turns: bool = False,
         lr: float = 2e-5,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
@@ -465,10 +475,15 @@ class PLLaVAModule(pl.LightningModule):
         self.model.train()
 
     def _loss(self, batch, stage: str):
-        text = encode_conversations(self.tokenizer, TEMPLATES[self.model.template], batch["turns"],
+        conversations, rows = batch["turns"], list(range(len(batch["turns"])))
+        if self.hparams.split_turns:
+            rows = [i for i, turns in enumerate(conversations) for _ in turns]
+            conversations = [[turn] for turns in conversations for turn in turns]
+        text = encode_conversations(self.tokenizer, TEMPLATES[self.model.template], conversations,
                                     self.hparams.max_length)
         text = {k: v.to(self.device) for k, v in text.items()}
-        loss = self.model(text["input_ids"], text["attention_mask"], batch["video"], text["labels"]).loss
+        visual = self.model.encode_video(batch["video"])[torch.tensor(rows, device=self.device)]
+        loss = self.model(text["input_ids"], text["attention_mask"], labels=text["labels"], visual=visual).loss
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["turns"]))
         return loss
 
