@@ -1,6 +1,7 @@
 """Model benchmarks: ours vs the reference implementation, same weights, side by side.
 
     python scripts/bench_models.py [--threads N] xclip [--batch 2 --iters 5 --classes 16 --device auto]
+    python scripts/bench_models.py [--threads N] tome [--r 13 --batch 8 --iters 5]
     python scripts/bench_models.py [--threads N] pllava [--repeats 3 --device cpu]
 
 One subcommand per model, each a ``bench_<name>(args)`` function registered in ``main`` with its own
@@ -153,6 +154,142 @@ def bench_xclip(args) -> None:
           f"peak memory ratio: {memory['ours'] / max(memory['transformers'], 1e-9):.2f}x")
 
 
+def _alternate(fns: dict, iters: int, device: torch.device) -> dict[str, float]:
+    """Best (minimum) seconds per call of each closure over ``iters`` rounds timed in alternation,
+    after one warm-up call each: on a shared machine, load from other processes only ever adds time."""
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(iters):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
+
+
+def bench_tome(args) -> None:
+    """Token merging, side by side in one run (random weights, fp32, CPU by default):
+
+    1. ViT-B/16 open_clip image tower, 224 px, batch ``--batch``: ``apply_tome`` r = ``--r`` vs r = 0.
+    2. The SimVLG video path for ``--frames`` frames: frozen ViT-B/16 per frame, gated temporal
+       attention, connector (12 layers, width 768, r = 19 per layer); without vs with temporal merging
+       (``--temporal-r`` frames merged away at each spatial position before the connector).
+    3. One SimVLG training step (connector + projection + frozen LM forward/backward + AdamW) from the
+       frozen tower's 257 tokens (ViT-L/14 at 224 px, width 1024), connector r = 19 vs r = 0, LM: GPT-2
+       small shape (12 layers, width 768, random); and the connector alone (forward + backward).
+    """
+    import tempfile
+
+    import open_clip
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from videolm.models.simvlg import SimVLG, train_caption_lm
+    from videolm.nn.tome import apply_tome
+
+    device = _device(args.device)
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    print(f"device {device.type}, fp32, threads {torch.get_num_threads()}, best of {args.iters} alternating rounds")
+
+    # 1. image tower: r = 0 runs every block's own forward, i.e. the unpatched tower
+    tower = open_clip.create_model("ViT-B-16").visual.eval().to(device)
+    images = torch.randn(args.batch, 3, 224, 224, generator=g).to(device)
+    blocks = len(tower.transformer.resblocks)
+    with torch.inference_mode():
+        reference = tower(images)
+        state = apply_tome(tower, 0)
+        same = torch.equal(tower(images), reference)
+
+        def run(r: int):
+            state.r = [r] * blocks
+            return tower(images)
+
+        run(args.r)
+        tokens_left = state.size.shape[1]
+        t = _alternate({0: lambda: run(0), args.r: lambda: run(args.r)}, args.iters, device)
+        state.remove()
+    base, fast = args.batch / t[0], args.batch / t[args.r]
+    print(f"\n1. ViT-B/16 image tower, 224 px, batch {args.batch} (patched r=0 output equals unpatched: {same})")
+    print(f"{'setting':<28}{'tokens out':>11}{'images/s':>10}")
+    print(f"{'r=0 (no merging)':<28}{197:>11}{base:>10.2f}")
+    print(f"{f'r={args.r} per block':<28}{tokens_left:>11}{fast:>10.2f}")
+    print(f"speed-up: {fast / base:.2f}x")
+    del tower
+
+    with tempfile.TemporaryDirectory() as folder:
+        lm = str(train_caption_lm(["a b"], folder, width=64, layers=1, heads=1, epochs=1))
+
+        # 2. video path with / without temporal merging
+        def video_model(temporal_r: int) -> SimVLG:
+            torch.manual_seed(0)
+            return SimVLG(lm, model_name="ViT-B-16", connector_depth=12, r=19, temporal_r=temporal_r).eval().to(device)
+
+        videos = torch.randn(args.videos, args.frames, 3, 224, 224, generator=g).to(device)
+        models = {0: video_model(0), args.temporal_r: video_model(args.temporal_r)}
+        with torch.inference_mode():
+            prefix = {k: m.encode(videos).shape[1] for k, m in models.items()}
+            t = _alternate({k: (lambda m=m: m.encode(videos)) for k, m in models.items()}, args.iters, device)
+        n_frames = args.videos * args.frames
+        print(f"\n2. SimVLG video path, {args.videos} x {args.frames} frames of 224 px: ViT-B/16 per frame, "
+              "temporal attention, connector 12 x r=19")
+        print(f"{'setting':<28}{'into connector':>15}{'LM prefix':>10}{'frames/s':>10}{'videos/s':>10}")
+        for k in models:
+            name = "no temporal merging" if k == 0 else f"temporal merging r_t={k}"
+            print(f"{name:<28}{(args.frames - k) * 197:>15}{prefix[k]:>10}{n_frames / t[k]:>10.2f}"
+                  f"{args.videos / t[k]:>10.3f}")
+        print(f"speed-up: {t[0] / t[args.temporal_r]:.2f}x")
+        del models
+
+        # 3. training step from the frozen tower's tokens
+        llm_dir = Path(folder) / "gpt2-small-shape"
+        config = GPT2Config(vocab_size=8, n_positions=512, n_embd=768, n_layer=12, n_head=12,
+                            bos_token_id=2, eos_token_id=3, pad_token_id=0)
+        GPT2LMHeadModel(config).save_pretrained(llm_dir)
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(lm).save_pretrained(llm_dir)
+
+        def step_model(r: int):
+            torch.manual_seed(0)
+            m = SimVLG(str(llm_dir), clip_config={"embed_dim": 64, "vision_cfg": {"image_size": 224, "patch_size": 14,
+                       "width": 1024, "layers": 1, "head_width": 64}, "text_cfg": {"context_length": 8, "vocab_size": 8,
+                       "width": 64, "heads": 1, "layers": 1}}, connector_depth=12, r=r).train().to(device)
+            opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
+            return m, opt
+
+        frame_tokens = torch.randn(args.batch, 1, 257, 1024, generator=g).to(device)
+        ids = torch.randint(4, 8, (args.batch, 16), generator=g).to(device)
+        ids[:, 0] = 2
+        mask = torch.ones_like(ids)
+        steps, conn = {}, {}
+        for r in (0, 19):
+            m, opt = step_model(r)
+
+            def train_step(m=m, opt=opt):
+                loss = m.lm_loss(m.encode_tokens(frame_tokens), ids, mask)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+            def connector_step(m=m):
+                x, _ = m.connector(m.visual_proj(frame_tokens[:, 0]))
+                x.sum().backward()
+
+            steps[r], conn[r] = train_step, connector_step
+            with torch.no_grad():
+                prefix[r] = m.encode_tokens(frame_tokens).shape[1]
+        t_step = _alternate({r: steps[r] for r in steps}, args.iters, device)
+        t_conn = _alternate({r: conn[r] for r in conn}, args.iters, device)
+        print(f"\n3. SimVLG training step, batch {args.batch}, 257 tower tokens (width 1024) -> connector "
+              "12 x 1024 -> GPT-2-small-shape LM (frozen), 16 caption tokens")
+        print(f"{'setting':<28}{'LM prefix':>10}{'step s':>9}{'steps/s':>9}{'connector fwd+bwd s':>21}")
+        for r in (0, 19):
+            print(f"{f'connector r={r}':<28}{prefix[r]:>10}{t_step[r]:>9.3f}{1 / t_step[r]:>9.2f}{t_conn[r]:>21.3f}")
+        print(f"speed-up: training step {t_step[0] / t_step[19]:.2f}x, connector alone {t_conn[0] / t_conn[19]:.2f}x")
+
+
 def _tiny_models(tokenizer, image_size: int, patch: int):
     from transformers import LlavaConfig, LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
 
@@ -282,6 +419,16 @@ def main(argv: list[str] | None = None) -> None:
                    help="class tokens padded to the longest text (XCLIPProcessor padding=True) instead of 77")
     p.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
     p.set_defaults(func=bench_xclip)
+
+    p = sub.add_parser("tome", help="token merging: ViT-B/16 r vs 0, video temporal merging, SimVLG step")
+    p.add_argument("--r", type=int, default=13, help="tokens merged per ViT-B/16 block")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--videos", type=int, default=1, help="videos per batch in the video-path benchmark")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--temporal-r", type=int, default=6, help="frames merged away per spatial position")
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--device", default="cpu", help="cpu (the issue's setting), cuda or auto")
+    p.set_defaults(func=bench_tome)
 
     p = sub.add_parser("pllava", help="videolm PLLaVA vs transformers LlavaNextVideo: caption latency, visual tokens")
     p.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")

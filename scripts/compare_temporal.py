@@ -1,6 +1,6 @@
 """Does temporal modelling pay off? Tiny X-CLIP vs FrameMeanCLIP on the synthetic corpus.
 
-    python scripts/compare_temporal.py [--data data/synthetic] [--epochs 12] [--seed 0]
+    python scripts/compare_temporal.py [--data data/synthetic_1000] [--videos 1000] [--epochs 30] [--seed 0]
 
 Both models start from the same initial tiny CLIP weights (X-CLIP's message tokens, MIT and prompt
 generator are the only extra parameters), train for the same number of steps on the same batches
@@ -28,7 +28,7 @@ from videolm.models.xclip import XCLIPClassifier  # noqa: E402
 def datamodule(args) -> VideoDataModule:
     return VideoDataModule(
         train=f"{args.data}/train.jsonl", val=f"{args.data}/val.jsonl", test=f"{args.data}/test.jsonl",
-        num_frames=args.frames, sampler="segment", image_size=64, crop_scale=(0.6, 1.0), flip=False,
+        num_frames=args.frames, sampler="segment", image_size=64, crop_scale=(0.9, 1.0), flip=False,
         batch_size=args.batch_size, num_workers=args.workers, seed=args.seed,
     )
 
@@ -47,12 +47,12 @@ def train_and_test(model: pl.LightningModule, args, name: str) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="data/synthetic", help="synthetic corpus (generated if missing)")
-    parser.add_argument("--videos", type=int, default=240, help="corpus size when generating it")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--data", default="data/synthetic_1000", help="synthetic corpus (generated if missing)")
+    parser.add_argument("--videos", type=int, default=1000, help="corpus size when generating it")
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--new-lr-scale", type=float, default=1.0, help="X-CLIP's new modules: lr x this")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         generate_corpus(args.data, videos=args.videos, seed=0)
     class_names = datamodule(args).class_names
     common = dict(clip_config="tiny", class_names=class_names, freeze_text=True, lr=args.lr,
-                  weight_decay=0.001, warmup_epochs=1, label_smoothing=0.0)
+                  weight_decay=0.001, warmup_epochs=args.epochs / 10, label_smoothing=0.0)
 
     torch.manual_seed(args.seed)
     baseline = FrameMeanCLIP(prompt="{}", **common)

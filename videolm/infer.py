@@ -22,11 +22,24 @@ from videolm.io import VideoReader
 from videolm.io.errors import VideoDecodeError
 
 
+def _xclip_folder(model: str) -> str:
+    """A transformers X-CLIP folder for an existing path or zoo name; anything else is taken as a hub id."""
+    if Path(model).expanduser().exists():
+        return str(Path(model).expanduser())
+    from videolm.zoo import get_card
+
+    try:
+        get_card(model)
+    except KeyError:
+        return model
+    return str(resolve_model(model))
+
+
 def load_xclip_classifier(model: str, labels: list[str], device: str = "cpu"):
     """An ``XCLIPClassifier`` for ``labels`` and the clip settings ``(num_frames, image_size, mean)``.
 
     ``model`` is a Lightning checkpoint (``.ckpt``) of ``XCLIPClassifier``, a transformers X-CLIP
-    checkpoint folder, or a hub id of the ``microsoft/xclip-*`` family.
+    checkpoint folder, a zoo name (``videolm zoo list --method xclip``) or a hub id (``microsoft/xclip-*``).
     """
     from videolm.models.xclip import XCLIPClassifier
 
@@ -39,7 +52,7 @@ def load_xclip_classifier(model: str, labels: list[str], device: str = "cpu"):
         data = checkpoint.get("datamodule_hyper_parameters", {})
         mean = data.get("mean", "clip")
     else:
-        module = XCLIPClassifier(init_from=model)
+        module = XCLIPClassifier(init_from=_xclip_folder(model))
         data, mean = {}, "imagenet"  # the X-CLIP processor normalises with ImageNet statistics
     module.set_class_names(labels)
     num_frames = data.get("num_frames", module.model.mit.position_embedding.shape[1])

@@ -18,8 +18,7 @@ pytestmark = pytest.mark.timeout(60)  # a hang is a failure
 
 @pytest.fixture(params=["memory", "seek"])
 def buffering(request, monkeypatch):
-    """PyAV decodes from the packets held in memory (small files) or by seeking (files over the limit;
-    "auto" then uses decord)."""
+    """PyAV decodes from the packets its index holds in memory (files up to 64 MB) or by seeking."""
     if request.param == "seek":
         monkeypatch.setattr(_PyAVReader, "BUFFER_BYTES", 0)
     return request.param
@@ -39,7 +38,7 @@ def clip(tmp_path_factory):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_info_and_frames_in_asked_order(clip, backend, buffering):
     with VideoReader(clip, backend=backend) as reader:
-        assert reader.backend == {"auto": "pyav" if buffering == "memory" else "decord"}.get(backend, backend)
+        assert reader.backend == {"auto": "pyav"}.get(backend, backend)
         assert reader.info == VideoInfo(num_frames=30, fps=8.0, width=64, height=32, duration=3.75)
         assert len(reader) == 30
         wanted = [5, 3, 3, 29, 0, 17, 8, 7, 29]
@@ -94,6 +93,15 @@ def test_truncated_file_yields_the_decodable_frames(tmp_path, buffering):
             reader.get_frames([n])
     with pytest.raises(VideoDecodeError, match="cut.mp4: decord is not safe on damaged or truncated data"):
         VideoReader(cut, backend="decord")  # decord can hang or crash on such files: it never gets them
+
+    mkv = write_video(tmp_path / "full.mkv", index_frames(40), options={"g": "5"})
+    data = mkv.read_bytes()
+    for fraction in (0.3, 0.55, 0.8):  # Matroska: no frame count in the header, cut anywhere
+        cut = tmp_path / f"cut{fraction}.mkv"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        reader = VideoReader(cut)
+        assert 0 < len(reader) < 40
+        assert indices_of(reader.get_frames(range(len(reader)))) == [i % 15 for i in range(len(reader))]
 
 
 def test_bad_files_raise_video_decode_error_naming_file_and_problem(tmp_path):
@@ -157,7 +165,7 @@ def test_corrupt_middle_never_crashes(clip, tmp_path):
 
 @pytest.mark.parametrize("name,codec", [("clip.mkv", "libx264"), ("clip.webm", "libvpx-vp9"), ("clip.avi", "mpeg4")])
 def test_other_containers_and_codecs(tmp_path, name, codec):
-    """Matroska carries no frame count (the count comes from decoding the tail); VP9; MPEG-4 in AVI."""
+    """Matroska carries no frame count (the packets are counted); VP9 in WebM; MPEG-4 in AVI."""
     options = {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b:v": "0"} if codec == "libvpx-vp9" else {}
     path = write_video(tmp_path / name, index_frames(12), codec=codec, options=options)
     frames = {}
@@ -206,23 +214,24 @@ def test_rotation_metadata_is_honoured(tmp_path, rotation, buffering):
     assert corner and not red[0, 0]
 
 
-def test_auto_falls_back_to_pyav_when_decord_is_missing(clip, monkeypatch):
+def test_decord_missing(clip, monkeypatch):
     monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` raises ImportError
     reader = VideoReader(clip)
     assert reader.backend == "pyav"
     assert indices_of(reader.get_frames([3, 1])) == [3, 1]
-    with pytest.raises(VideoDecodeError, match="decord is not installed"):
+    with pytest.raises(VideoDecodeError, match="clip.mp4: backend 'decord' requested but decord is not installed"):
         VideoReader(clip, backend="decord")
 
 
-def test_auto_survives_a_video_decord_fails_on(tmp_path, monkeypatch):
-    # decord 0.6 fails on some frame sizes (48x32 among them); "auto" must still return the right frames
-    monkeypatch.setattr(_PyAVReader, "BUFFER_BYTES", 0)  # large-file path: "auto" tries decord
+def test_decord_failure_is_a_video_decode_error(tmp_path):
+    # decord 0.6 fails on some frame sizes (48x32 among them); PyAV reads them
     path = write_video(tmp_path / "narrow.mp4", index_frames(6, 32, 48))
-    reader = VideoReader(path)
-    assert indices_of(reader.get_frames([5, 0, 2])) == [5, 0, 2]
-    assert reader.backend == "pyav"
-    assert torch.equal(reader.get_frames([1, 4]), VideoReader(path, backend="pyav").get_frames([1, 4]))
+    assert indices_of(VideoReader(path).get_frames([5, 0, 2])) == [5, 0, 2]
+    try:
+        frames = VideoReader(path, backend="decord").get_frames([5, 0, 2])
+        assert indices_of(frames) == [5, 0, 2]  # a decord without that bug
+    except VideoDecodeError as e:
+        assert str(e).startswith(f"{path}: decord failed")
 
 
 def test_frame_folder(tmp_path):
@@ -300,3 +309,18 @@ def test_stream_cut_mid_gop(tmp_path):
         assert indices_of(reader.get_frames(range(len(reader)))) == [i % 15 for i in range(10, 30)]
     with pytest.raises(VideoDecodeError, match="decord is not safe"):
         VideoReader(cut, backend="decord")
+
+
+def test_sparse_reads_with_b_frames_match_full_decode(tmp_path, buffering):
+    """Unwanted non-reference frames are skipped by the decoder; what is returned must not change:
+    one frame at a time, sparse sets, and decord, all equal the frames of a full decode."""
+    textured = np.random.default_rng(2).integers(0, 256, (40, 32, 64, 3), dtype=np.uint8)
+    textured = np.cumsum(textured // 32, axis=0, dtype=np.uint8)  # motion-ish changes, B-frames used
+    path = write_video(tmp_path / "bframes.mp4", textured, options={"bf": "3", "g": "40", "crf": "30"})
+    reader = VideoReader(path, backend="pyav")
+    full = VideoReader(path, backend="pyav").get_frames(range(40))
+    for i in [*range(40), 2, 4, 3, 9, 30, 33, 32, 0, 39]:  # frame i+1 may have been skipped for frame i
+        assert torch.equal(reader.get_frames([i])[0], full[i]), i
+    for subset in ([5, 17, 29], [1, 2, 3, 38], list(range(0, 40, 7))):
+        assert torch.equal(reader.get_frames(subset), full[subset])
+        assert torch.equal(VideoReader(path, backend="decord").get_frames(subset), full[subset])

@@ -72,3 +72,41 @@ def test_attribute_accuracy():
     assert attribute_accuracy(["a reddish square grows"], qa) == 0.0
     with pytest.raises(ValueError, match="no colour"):
         attribute_accuracy(["x"], [[{"question": "how many?", "answer": "one"}]])
+
+
+def test_lightning_fit_and_test_on_synthetic_corpus(lm, tmp_path):
+    import lightning.pytorch as pl
+
+    from videolm.data.datamodule import VideoDataModule
+    from videolm.data.synthetic import generate_corpus
+    from videolm.models.simvlg import SimVLGModule
+
+    corpus = generate_corpus(tmp_path / "corpus", videos=20, seed=3)
+    data = VideoDataModule(train=str(corpus / "train.jsonl"), val=str(corpus / "val.jsonl"),
+                           test=str(corpus / "test.jsonl"), num_frames=4,
+                           image_size=64, flip=False, batch_size=4, num_workers=0)
+    model = SimVLGModule(lm, clip_config="tiny", connector_dim=32, connector_depth=2, r=4, temporal_r=2,
+                         max_frames=8, max_new_tokens=8, lr=1e-3)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         num_sanity_val_steps=0,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, data)
+    metrics = trainer.test(model, data, verbose=False)[0]
+    assert 0.0 <= metrics["test/attr_acc"] <= 1.0 and metrics["test/loss"] > 0
+
+
+def test_quickstart_config_matches_the_module(capsys):
+    from videolm.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", "configs/simvlg/quickstart.yaml", "--print_config"])
+    assert exit_.value.code in (0, None)
+    assert "videolm.models.simvlg.SimVLGModule" in capsys.readouterr().out
+
+
+def test_merging_inside_the_frozen_tower_and_in_time(lm):
+    videos = torch.randn(1, 4, 3, 64, 64)
+    with torch.no_grad():
+        counts = {(vr, tr): _model(lm, r=0, vision_r=vr, temporal_r=tr).encode(videos).shape[1]
+                  for vr, tr in [(0, 0), (3, 0), (0, 2)]}
+    assert counts == {(0, 0): 4 * 17, (3, 0): 4 * (17 - 6), (0, 2): 2 * 17}

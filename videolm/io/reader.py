@@ -1,14 +1,16 @@
-"""Video reading: one interface over decord, PyAV and folders of frame images.
+"""Video reading: one interface over PyAV, decord and folders of frame images.
 
-Every video file is first indexed with PyAV (cheap: demux packets, no full decode). The index gives the
-real frame count, presentation order and keyframes, and catches bad input before decord ever sees it
-(decord can crash or hang on garbage and past the real end of a truncated file). Frames then come from
-decord (``backend="auto"`` when it is installed and the index is clean) or from PyAV itself.
+Every video file is first indexed with PyAV: demux the packets once, no decoding. The index gives the
+real frame count (containers over-report; truncated and damaged files are checked by decoding their
+tail), presentation order and keyframes, and catches bad input before any decoder runs (decord can
+crash on garbage and hang past the real end of a file). Frames then come from PyAV, decoding from the
+keyframe before each wanted frame only as far as needed, or from decord when asked for.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +39,13 @@ class VideoInfo:
 class VideoReader:
     """Random access to the frames of a video file or of a folder of frame images.
 
-    ``backend``: ``"decord"``, ``"pyav"`` or ``"auto"``. Every file is indexed with PyAV first (real frame
-    count, bad input caught). ``"auto"`` then decodes with PyAV from the packets the index holds in memory
-    (files up to ``_PyAVReader.BUFFER_BYTES``, 64 MB): measured faster than decord on every corpus tried
-    (scripts/bench_decode.py); larger files go to decord when it is installed and the index is clean, and
-    to PyAV when decord is missing or fails on the file. ``fps`` is for frame folders (default 25).
-    ``num_threads``: decoder threads per reader (1 suits data-loader workers).
+    ``backend``: ``"auto"``, ``"pyav"`` or ``"decord"``. Every file is indexed with PyAV first: the real
+    frame count, keyframes, rotation, and bad input caught before any decoder runs. ``"auto"`` and
+    ``"pyav"`` then decode with PyAV from that index, which measured faster than decord on every corpus
+    tried (scripts/bench_decode.py: it decodes only the frames needed, skipping unwanted B-frames).
+    ``"decord"`` reads the frames with decord (same pixels); it is never handed a damaged file.
+    ``fps`` is for frame folders (default 25). ``num_threads``: decoder threads per reader (1 suits
+    data-loader workers).
 
     >>> with VideoReader("clip.mp4") as reader:
     ...     frames = reader.get_frames([0, 4, 8])  # uint8 (3, H, W, 3)
@@ -52,7 +55,6 @@ class VideoReader:
         if backend not in ("auto", "decord", "pyav"):
             raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', not {backend!r}")
         self.path = Path(path)
-        self._num_threads = num_threads
         if not self.path.exists():
             raise VideoDecodeError(self.path, "file not found")
         if self.path.is_dir():
@@ -61,17 +63,11 @@ class VideoReader:
         else:
             index = _PyAVReader(self.path, num_threads)
             self._impl, self.backend = index, "pyav"
-            if backend == "decord" and not index.clean:
-                index.close()
-                raise VideoDecodeError(
-                    self.path, "decord is not safe on damaged or truncated data (backend 'auto' or 'pyav' reads it)"
-                )
-            if backend == "decord" or (backend == "auto" and index.clean and index.packets is None):
+            if backend == "decord":
                 try:
-                    self._impl, self.backend = _DecordReader(index, num_threads, strict=backend == "decord"), "decord"
-                except _DecordUnavailable:
-                    if backend == "decord":
-                        raise
+                    self._impl, self.backend = _DecordReader(index, num_threads), "decord"
+                finally:
+                    index.close()
 
     @property
     def info(self) -> VideoInfo:
@@ -93,12 +89,7 @@ class VideoReader:
         if not indices:
             return torch.empty((0, self.info.height, self.info.width, 3), dtype=torch.uint8)
         unique = sorted(set(indices))
-        try:
-            frames = self._impl.read_sorted(unique)  # (len(unique), H, W, 3), decoded orientation
-        except _DecordUnavailable:  # decord failed on this file in "auto" mode: PyAV takes over
-            self._impl.close()
-            self._impl, self.backend = _PyAVReader(self.path, self._num_threads), "pyav"
-            frames = self._impl.read_sorted(unique)
+        frames = self._impl.read_sorted(unique)  # (len(unique), H, W, 3), decoded orientation
         if unique != indices:
             position = {i: k for k, i in enumerate(unique)}
             frames = frames[torch.tensor([position[i] for i in indices])]
@@ -151,11 +142,11 @@ class _PyAVReader:
         stream.thread_count = self.num_threads = num_threads
         self.codec = stream.codec_context
         self.width, self.height = self.codec.width, self.codec.height
-        packets, order, damaged, size = [], [], False, 0  # order: (pts, seek timestamp, keyframe)
+        packets, order, damaged, size = [], [], False, 0  # order: (pts, keyframe) in decode order
         try:
             for packet in container.demux(stream):
                 if packet.size and not packet.is_discard:
-                    order.append((packet.pts, packet.dts if packet.dts is not None else packet.pts, packet.is_keyframe))
+                    order.append((packet.pts, packet.is_keyframe))
                     damaged |= packet.is_corrupt
                     size += packet.size
                     if packets is not None:
@@ -172,23 +163,23 @@ class _PyAVReader:
         self.timed = all(o[0] is not None for o in order) and len({o[0] for o in order}) == len(order)
         if self.timed:
             self.order_pts = [o[0] for o in order]
-            self.key_positions = [d for d, o in enumerate(order) if o[2]] or [0]
+            self.key_positions = [d for d, o in enumerate(order) if o[1]] or [0]
         else:
             self.order_pts = list(range(len(order)))
             self.key_positions = [0]
-        self.seek_ts = [o[1] for o in order]
         self.position = {p: d for d, p in enumerate(self.order_pts)}
         self.pts = sorted(self.order_pts)
         self.rotation, self._feed = None, None
         self._started = self._flushed = False
         self._next, self._last_out, self._count = 0, None, 0
+        self._wanted, self._skipped, self._skipping = None, set(), False
         # Frames shown before the first keyframe (a stream cut mid-GOP) may not decode: check them.
         if self.pts[0] < self.order_pts[self.key_positions[0]]:
             damaged = True
             self._drop_undecodable_head()
-        # Trust the packet count when the container agrees and nothing was damaged; otherwise (or when
-        # the container gives no count) decode the tail and keep what really decodes.
-        if damaged or stream.frames != len(order):
+        # Trust the packet count when nothing was damaged and the container agrees (or gives no count);
+        # otherwise decode the tail and keep what really decodes.
+        if damaged or stream.frames not in (0, len(order)):
             self._drop_undecodable_tail()
         self.clean = not damaged and len(self.pts) == len(order)  # safe to hand to decord
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -217,6 +208,7 @@ class _PyAVReader:
     def _drop_undecodable_head(self) -> None:
         """Decode from the first keyframe until it comes out; drop the earlier frames that did not."""
         key_pts = self.order_pts[self.key_positions[0]]
+        self._wanted = None
         self._start(0)
         decoded = set()
         while key_pts not in decoded and (frames := self._pump()) is not None:
@@ -232,6 +224,7 @@ class _PyAVReader:
         while self.key_positions:
             key = self.key_positions[-1]
             key_pts = self.order_pts[key]
+            self._wanted = None
             self._start(key)
             decoded = set()
             while (frames := self._pump()) is not None:
@@ -249,19 +242,44 @@ class _PyAVReader:
         self.codec.flush_buffers()
         if self.packets is not None:
             self._feed = iter(self.packets[position:])
-        else:
-            self.container.seek(self.seek_ts[position] if self.timed else 0, stream=self.stream, backward=True)
-            self._feed = (p for p in self.container.demux(self.stream) if p.size and not p.is_discard)
+        elif not self.timed:
+            self._feed, position = self._seek(None), 0
+        else:  # seek by pts (as mp4 and mkv index); should it land past the keyframe, start over
+            self._feed = self._seek(self.order_pts[position])
+            first = next(self._feed, None)
+            landed = self.position.get(first.pts, 0) if first is not None else position
+            if landed > position:
+                self._feed, landed = self._seek(None), 0
+            elif first is not None:
+                self._feed = itertools.chain([first], self._feed)
+            position = landed
         self._next, self._last_out, self._count, self._flushed = position, None, 0, False
-        self._started = True
+        self._started, self._skipped = True, set()
+
+    def _seek(self, pts: int | None):
+        """Seek to the keyframe at or before ``pts`` (None: the start); the packets from there on."""
+        if pts is None:
+            self.container.seek(0, backward=True, any_frame=False)
+        else:
+            self.container.seek(pts, stream=self.stream, backward=True)
+        return (p for p in self.container.demux(self.stream) if p.size and not p.is_discard)
 
     def _pump(self):
         """Decode the next packet (or drain the decoder at the end): the frames that came out, or None."""
         if self._flushed:
             return None
         packet = next(self._feed, None)
-        self._next += packet is not None
-        self._flushed = packet is None
+        if packet is None:
+            self._flushed = True
+        else:
+            self._next += 1
+            # Frames nobody asked for are not decoded when no other frame refers to them (B-frames,
+            # mostly): the decoder drops non-reference frames while skip_frame is NONREF.
+            skip = self._wanted is not None and packet.pts not in self._wanted
+            if skip:
+                self._skipped.add(packet.pts)
+            if skip != self._skipping:
+                self.codec.skip_frame, self._skipping = ("NONREF" if skip else "DEFAULT"), skip
         try:
             return self.codec.decode(packet)
         except av.FFmpegError:  # damaged packet: skip it, keep the decoder going
@@ -284,11 +302,12 @@ class _PyAVReader:
         """av frames for the sorted pts ``wanted``, each decoded once. Continues the running decode
         when the next wanted frame lies ahead in the same GOP, else starts at its keyframe."""
         wanted_set, got = set(wanted), {}
+        self._wanted = wanted_set if self.timed else None
         for pts in wanted:
             if pts in got:
                 continue
             start = self._start_position(pts)
-            passed = self._last_out is not None and pts <= self._last_out
+            passed = (self._last_out is not None and pts <= self._last_out) or pts in self._skipped
             if not self._started or self._flushed or passed or start > self._next:
                 self._start(start)
             while pts not in got:
@@ -299,6 +318,8 @@ class _PyAVReader:
                     raise VideoDecodeError(self.path, f"frame {index} could not be decoded (corrupt data)")
                 for frame in frames:
                     key = self._key(frame)
+                    if key is None:  # not a frame of the index
+                        continue
                     self._last_out = key
                     if self.rotation is None:
                         self.rotation = frame.rotation or 0
@@ -334,63 +355,43 @@ def _reformatter() -> VideoReformatter:
     return _local.reformatter
 
 
-class _DecordUnavailable(Exception):
-    """decord is missing or failed on this file; "auto" falls back to PyAV."""
-
-
 class _DecordReader:
-    """decord frames for a file that PyAV indexed; rotation and frame count come from that index."""
+    """decord frames for a file that PyAV indexed cleanly; rotation and frame count come from the index."""
 
-    def __init__(self, index: _PyAVReader, num_threads: int, strict: bool):
+    def __init__(self, index: _PyAVReader, num_threads: int):
         self.path, self.info, self.quarter_turns = index.path, index.info, index.quarter_turns
-        self.num_frames, self.strict = self.info.num_frames, strict
+        self.num_frames = self.info.num_frames
+        if not index.clean:  # decord can hang or crash on such files
+            raise VideoDecodeError(self.path, "decord is not safe on damaged or truncated data (use backend 'pyav')")
         try:
             import decord
         except ImportError:
-            if not strict:
-                raise _DecordUnavailable from None
-            index.close()
-            raise VideoDecodeError(index.path, "backend 'decord' requested but decord is not installed") from None
+            raise VideoDecodeError(self.path, "backend 'decord' requested but decord is not installed") from None
         try:
-            self.reader = decord.VideoReader(str(index.path), num_threads=num_threads)
-        except Exception as e:  # decord raises its own DECORDError / RuntimeError
-            if strict:
-                index.close()
-                raise VideoDecodeError(index.path, f"decord cannot open it ({_reason(e)})") from None
-            raise _DecordUnavailable from None
-        if len(self.reader) != index.info.num_frames and not (strict and len(self.reader) > index.info.num_frames):
-            if strict:
-                index.close()
-                raise VideoDecodeError(
-                    index.path, f"decord sees {len(self.reader)} frames, {index.info.num_frames} are decodable"
-                )
-            del self.reader
-            raise _DecordUnavailable
+            self.reader = decord.VideoReader(str(self.path), num_threads=num_threads)
+        except Exception as e:  # decord raises its own DECORDError
+            raise VideoDecodeError(self.path, f"decord cannot open it ({_reason(e)})") from None
+        if len(self.reader) != self.num_frames:
+            raise VideoDecodeError(self.path, f"decord sees {len(self.reader)} frames, {self.num_frames} decode")
         if self.quarter_turns:
-            self._check_rotation(index, strict)
-        index.close()
+            self._check_rotation(index)
 
-    def _check_rotation(self, index: _PyAVReader, strict: bool) -> None:
+    def _check_rotation(self, index: _PyAVReader) -> None:
         """Some decord builds apply the display rotation themselves, some do not: compare one frame."""
         decoded = index.read_sorted([0])[0].numpy()
         ours = self.read_sorted([0])[0].numpy()
         if ours.shape == decoded.shape and np.array_equal(ours, decoded):
             return
         turned = np.rot90(decoded, self.quarter_turns)
-        if ours.shape == turned.shape and np.array_equal(ours, turned):
-            self.quarter_turns = 0
-        elif strict:
-            index.close()
-            raise VideoDecodeError(index.path, "decord and PyAV disagree on the pixels of a rotated video")
-        else:
-            raise _DecordUnavailable
+        if ours.shape != turned.shape or not np.array_equal(ours, turned):
+            raise VideoDecodeError(self.path, "decord and PyAV disagree on the pixels of a rotated video")
+        self.quarter_turns = 0
+
     def read_sorted(self, indices: list[int]) -> torch.Tensor:
         try:
             return torch.from_numpy(self.reader.get_batch(indices).asnumpy())
         except Exception as e:  # decord's DECORDError (it has odd failures, e.g. on 48 px wide videos)
-            if self.strict:
-                raise VideoDecodeError(self.path, f"decord failed ({_reason(e)})") from None
-            raise _DecordUnavailable from None
+            raise VideoDecodeError(self.path, f"decord failed ({_reason(e)})") from None
 
     def close(self) -> None:
         self.reader = None

@@ -14,6 +14,7 @@ tokenizer and a tiny GPT-2 trained on caption text with Lightning, saved as a tr
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class SimVLG(nn.Module):
         temporal_r: frames merged away at each spatial position before the connector (video only).
         max_frames: frames the temporal module's frame embedding holds.
         freeze_llm: keep the LM frozen (the paper); gradients still reach the visual prefix.
+        freeze_vision: keep the tower frozen (the paper); ``False`` trains it too.
     """
 
     def __init__(
@@ -60,10 +62,12 @@ class SimVLG(nn.Module):
         temporal_r: int = 0,
         max_frames: int = 64,
         freeze_llm: bool = True,
+        freeze_vision: bool = True,
     ):
         super().__init__()
         self.visual = create_clip(model_name, pretrained, clip_config).visual
-        self.visual.requires_grad_(False)
+        self.visual.requires_grad_(not freeze_vision)
+        self.freeze_vision = freeze_vision
         if vision_r:
             apply_tome(self.visual, vision_r)
         width = self.visual.transformer.width
@@ -86,24 +90,28 @@ class SimVLG(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.visual.eval()
+        if self.freeze_vision:
+            self.visual.eval()
         if self.freeze_llm:
             self.llm.eval()
         return self
 
     def frame_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frozen tower: ``(B, C, H, W)`` -> all its output tokens ``(B, N, W)`` (CLS first)."""
+        """The tower: ``(B, C, H, W)`` -> all its output tokens ``(B, N, W)`` (CLS first)."""
         v = self.visual
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision):
             return v.ln_post(v.transformer(v._embeds(frames)))
 
     def encode(self, videos: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` or videos ``(B, T, C, H, W)`` -> LM prefix ``(B, M, E)``."""
         if videos.dim() == 4:
             videos = videos[:, None]
-        b = videos.shape[0]
-        x = self.visual_proj(self.frame_tokens(rearrange(videos, "b t c h w -> (b t) c h w")))
-        x = self.temporal(rearrange(x, "(b t) n d -> b t n d", b=b))
+        tokens = self.frame_tokens(rearrange(videos, "b t c h w -> (b t) c h w"))
+        return self.encode_tokens(rearrange(tokens, "(b t) n w -> b t n w", b=videos.shape[0]))
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The trainable path from the frozen tower's tokens ``(B, T, N, W)`` to the LM prefix."""
+        x = self.temporal(self.visual_proj(tokens))
         x, size = temporal_merge(x, min(self.temporal_r, x.shape[1] - 1))
         x, _ = self.connector(x, size)
         return self.llm_proj(self.connector_norm(x))
@@ -120,7 +128,10 @@ class SimVLG(nn.Module):
 
     def forward(self, videos: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Language-modelling loss of the captions ``ids`` (``tokenize``) given the visual prefix."""
-        prefix = self.encode(videos)
+        return self.lm_loss(self.encode(videos), ids, mask)
+
+    def lm_loss(self, prefix: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of ``ids[:, 1:]`` after ``prefix`` ``(B, M, E)`` and ``ids[:, :-1]``."""
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
         full_mask = torch.cat([mask.new_ones(prefix.shape[:2]), mask], dim=1)
         logits = self.llm(inputs_embeds=embeds, attention_mask=full_mask).logits
@@ -131,7 +142,11 @@ class SimVLG(nn.Module):
     @torch.no_grad()
     def generate(self, videos: torch.Tensor, max_new_tokens: int = 20) -> list[str]:
         """Greedy captions for images or videos (transformers ``generate`` after the visual prefix)."""
-        prefix = self.encode(videos)
+        return self.caption(self.encode(videos), max_new_tokens)
+
+    @torch.no_grad()
+    def caption(self, prefix: torch.Tensor, max_new_tokens: int = 20) -> list[str]:
+        """Greedy captions after a visual ``prefix`` ``(B, M, E)``."""
         tok = self.tokenizer
         bos = torch.full((prefix.shape[0], 1), tok.bos_token_id, device=prefix.device)
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(bos)], dim=1)
@@ -173,6 +188,8 @@ def attribute_accuracy(captions: list[str], qa: list[list[dict]]) -> float:
 class SimVLGModule(pl.LightningModule):
     """Lightning wrapper: trains :class:`SimVLG` on the ``caption`` field of video batches.
 
+    Batches carry ``video`` (images or videos) or, since the tower is frozen, its precomputed
+    ``frame_tokens`` ``(B, T, N, W)`` (:meth:`SimVLG.frame_tokens` of every frame).
     Model arguments are :class:`SimVLG`'s. ``lr``, ``weight_decay``: AdamW on the trainable parts
     (connector, temporal module, projections). Validation and test log the LM loss and, when the batch
     has ``qa``, the colour / shape / motion accuracy of greedy captions (:func:`attribute_accuracy`).
@@ -193,6 +210,7 @@ class SimVLGModule(pl.LightningModule):
         temporal_r: int = 0,
         max_frames: int = 64,
         freeze_llm: bool = True,
+        freeze_vision: bool = True,
         max_text_length: int = 32,
         max_new_tokens: int = 20,
         lr: float = 1e-4,
@@ -201,26 +219,33 @@ class SimVLGModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = SimVLG(llm, model_name, pretrained, clip_config, connector_dim, connector_depth,
-                            connector_heads, r, r_mode, vision_r, temporal_r, max_frames, freeze_llm)
+                            connector_heads, r, r_mode, vision_r, temporal_r, max_frames, freeze_llm,
+                            freeze_vision)
 
-    def _loss(self, batch) -> torch.Tensor:
+    def _prefix(self, batch) -> torch.Tensor:
+        """LM prefix of a batch of ``video`` or of the frozen tower's precomputed ``frame_tokens``."""
+        if "frame_tokens" in batch:
+            return self.model.encode_tokens(batch["frame_tokens"])
+        return self.model.encode(batch["video"])
+
+    def _loss(self, batch, prefix: torch.Tensor) -> torch.Tensor:
         ids, mask = self.model.tokenize(batch["caption"], self.hparams.max_text_length)
-        return self.model(batch["video"], ids.to(self.device), mask.to(self.device))
+        return self.model.lm_loss(prefix, ids.to(self.device), mask.to(self.device))
 
     def training_step(self, batch, batch_idx):
-        if "video" not in batch:
+        if "caption" not in batch:
             return None
-        loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["video"]))
+        loss = self._loss(batch, self._prefix(batch))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["caption"]))
         return loss
 
     def _eval_step(self, batch, stage: str):
-        if "video" not in batch:
+        if "caption" not in batch:
             return None
-        n = len(batch["video"])
-        self.log(f"{stage}/loss", self._loss(batch), prog_bar=True, batch_size=n)
+        n, prefix = len(batch["caption"]), self._prefix(batch)
+        self.log(f"{stage}/loss", self._loss(batch, prefix), prog_bar=True, batch_size=n)
         if batch.get("qa"):
-            captions = self.model.generate(batch["video"], self.hparams.max_new_tokens)
+            captions = self.model.caption(prefix, self.hparams.max_new_tokens)
             self.log(f"{stage}/attr_acc", attribute_accuracy(captions, batch["qa"]), batch_size=n)
 
     def validation_step(self, batch, batch_idx):
@@ -230,7 +255,7 @@ class SimVLGModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
-        return self.model.generate(batch["video"], self.hparams.max_new_tokens)
+        return self.model.caption(self._prefix(batch), self.hparams.max_new_tokens)
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
@@ -244,8 +269,8 @@ class _TextLM(pl.LightningModule):
         self.model, self.lr = model, lr
 
     def training_step(self, batch, batch_idx):
-        ids, mask = batch
-        loss = self.model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        ids, mask, labels = batch
+        loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -260,11 +285,16 @@ def train_caption_lm(
     layers: int = 2,
     heads: int = 4,
     epochs: int = 3,
-    batch_size: int = 32,
+    batch_size: int = 8,
     lr: float = 3e-3,
+    context: int = 256,
+    passes: int = 4,
     seed: int = 0,
 ) -> Path:
-    """Train a word-level tokenizer and a tiny GPT-2 on ``texts`` (Lightning); save both to ``out``."""
+    """Train a word-level tokenizer and a tiny GPT-2 on ``texts`` (Lightning); save both to ``out``.
+
+    ``passes`` shuffled copies of the texts are packed into sequences of ``context`` tokens.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     pl.seed_everything(seed, verbose=False)
@@ -278,15 +308,27 @@ def train_caption_lm(
                         n_head=heads, bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = GPT2LMHeadModel(config)
-    # each text twice in a row: the LM learns to use its context (copying), as large LMs do, so a
-    # visual prefix can steer it once it is frozen
-    ids = []
-    for t in texts:
-        one = [tokenizer.bos_token_id, *tokenizer(t, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
-        ids.append(one + one)
-    length = max(map(len, ids))
-    data = [(torch.tensor(i + [tokenizer.pad_token_id] * (length - len(i))),
-             torch.tensor([1] * len(i) + [0] * (length - len(i)))) for i in ids]
+    # Each text follows its own words in random order: the LM learns to write a sentence from the
+    # content words in its context (as large LMs use their context), so that, frozen, it can be steered
+    # by a visual prefix. Only the sentences are scored. Examples are packed into sequences of up to
+    # ``context`` tokens, as LM pretraining does, so every position up to ``context`` is trained.
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(passes):
+        for t in rng.sample(texts, len(texts)):
+            words = tokenizer(t, add_special_tokens=False)["input_ids"]
+            bag = [tokenizer.bos_token_id, *rng.sample(words, len(words)), tokenizer.eos_token_id]
+            sentence = [tokenizer.bos_token_id, *words, tokenizer.eos_token_id]
+            examples.append((bag + sentence, [-100] * (len(bag) + 1) + sentence[1:]))
+    packed = [([], [])]
+    for ids, labels in examples:
+        if len(packed[-1][0]) + len(ids) > context:
+            packed.append(([], []))
+        packed[-1][0].extend(ids)
+        packed[-1][1].extend(labels)
+    data = [(torch.tensor(i + [tokenizer.pad_token_id] * (context - len(i))),
+             torch.tensor([1] * len(i) + [0] * (context - len(i))),
+             torch.tensor(y + [-100] * (context - len(y)))) for i, y in packed]
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(_TextLM(model, lr), DataLoader(data, batch_size=batch_size, shuffle=True))

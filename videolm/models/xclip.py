@@ -159,7 +159,7 @@ class XCLIP(nn.Module):
 
     Args:
         model_name, pretrained: open_clip architecture and pretrained tag (``create_clip``).
-        clip_config: custom open_clip config instead of ``model_name`` (e.g. ``TINY_CLIP_CONFIG``).
+        clip_config: custom open_clip config instead of ``model_name`` (or ``"tiny"``: ``TINY_CLIP_CONFIG``).
         num_frames: length of the MIT temporal position embedding (the most frames a video may have).
         mit_layers, mit_heads: MIT depth and heads (heads default: embed_dim // 64).
         prompt_layers, prompt_heads, prompt_alpha: video-specific prompt generator.
@@ -171,7 +171,7 @@ class XCLIP(nn.Module):
         self,
         model_name: str = "ViT-B-32",
         pretrained: str | None = None,
-        clip_config: dict[str, Any] | None = None,
+        clip_config: dict[str, Any] | str | None = None,
         num_frames: int = 8,
         mit_layers: int = 1,
         mit_heads: int | None = None,

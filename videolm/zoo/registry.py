@@ -177,7 +177,7 @@ LLAVA_CARDS = [
     for size, llm, licence in (
         ("vicuna-7b", "Vicuna-7B v1.5", "Llama 2 Community Licence"),
         ("vicuna-13b", "Vicuna-13B v1.5", "Llama 2 Community Licence"),
-        ("34b", "Nous-Hermes-2-Yi-34B", "Apache-2.0 (Yi model licence for the LLM)"),
+        ("34b", "Nous-Hermes-2-Yi-34B", "Apache-2.0 (hub tag); the Nous-Hermes-2-Yi-34B licence applies to the LLM"),
     )
 ]
 

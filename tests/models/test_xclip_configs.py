@@ -1,0 +1,30 @@
+"""Every configs/xclip/*.yaml parses against XCLIPClassifier + VideoDataModule (LightningCLI)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from videolm.cli import main
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "xclip").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert e.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "videolm.models.xclip.XCLIPClassifier"
+    assert printed["model"]["init_args"]["prompt_alpha"] == 0.1
+
+
+def test_paper_recipe():
+    assert {c.stem for c in CONFIGS} >= {"k400_b32_8f", "k400_b16_8f", "quickstart"}
+    for name in ("k400_b32_8f", "k400_b16_8f"):
+        cfg = yaml.safe_load((CONFIGS[0].parent / f"{name}.yaml").read_text())
+        model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+        assert (model["lr"], model["new_lr_scale"], model["weight_decay"], model["warmup_epochs"]) == (8e-6, 10, 0.001, 5)
+        assert cfg["trainer"]["max_epochs"] == 30
+        assert (data["sampler"], data["mean"], data["num_frames"]) == ("segment", "imagenet", 8)
