@@ -9,7 +9,11 @@ tokenizer trained with ``tokenizers`` on the corpus text), trained from scratch 
 fresh for every step (``videolm.data.synthetic.render_sample``, so none is seen twice), each with its
 caption and all its questions as separate prompts. Evaluated on a held-out seed-0 corpus (H.264 files,
 decoded as at inference), then saved as config.json + model.safetensors + tokenizer.json (a few MB) in
-``videolm/assets/pllava_tiny``.
+``videolm/assets/pllava_tiny`` with its zoo card (``pllava-tiny``).
+
+The shipped model (these defaults; 425 s CPU, 905 s wall on a shared 2-core machine) reaches, on fresh
+seed-20261129 videos (tests/test_demo_pllava.py), colour 0.90, shape 0.40, motion 0.53 in captions and
+62% right answers: below the 90% target.
 """
 
 from __future__ import annotations
@@ -199,7 +203,7 @@ def main() -> None:
     p.add_argument("--eval-videos", type=int, default=300, help="size of the seed-0 corpus used to evaluate")
     p.add_argument("--seed", type=int, default=1, help="training videos are render_sample([seed, n])")
     p.add_argument("--pooling", type=int, nargs=3, default=(16, 2, 2))
-    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--steps", type=int, default=700)
     p.add_argument("--batch-size", type=int, default=16, help="videos per step (each with all its turns)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--vision-steps", type=int, default=300, help="stage 1: vision tower + projector with heads")
