@@ -6,27 +6,15 @@ is classified by cosine similarity against text embeddings of the class names (C
 
 from __future__ import annotations
 
-import math
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torchmetrics.classification import MulticlassAccuracy
+from transformers import get_cosine_schedule_with_warmup
 
 from videolm.backbones.clip import create_clip, tokenize
-
-
-def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to the base rate, then cosine decay to zero, stepped every optimizer step."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class FrameMeanCLIP(pl.LightningModule):
@@ -145,5 +133,5 @@ class FrameMeanCLIP(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         per_epoch = total / max(1, self.trainer.max_epochs or 1)
         warmup = int(self.hparams.warmup_epochs * per_epoch)
-        sched = cosine_with_warmup(opt, max(1, warmup), total)
+        sched = get_cosine_schedule_with_warmup(opt, warmup, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

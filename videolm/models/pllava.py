@@ -27,7 +27,7 @@ import lightning.pytorch as pl
 import torch
 from einops import rearrange, repeat
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, LlavaConfig
+from transformers import AutoModel, AutoModelForCausalLM, LlavaConfig, get_cosine_schedule_with_warmup
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 IMAGE_TOKEN = "<image>"
@@ -495,10 +495,8 @@ class PLLaVAModule(pl.LightningModule):
             self._loss(batch, "val")
 
     def configure_optimizers(self):
-        from videolm.models.mean_clip import cosine_with_warmup
-
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = cosine_with_warmup(opt, self.hparams.warmup_steps, total)
+        sched = get_cosine_schedule_with_warmup(opt, self.hparams.warmup_steps, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -25,13 +25,13 @@ from einops import rearrange, reduce
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchmetrics.classification import MulticlassAccuracy
+from transformers import get_cosine_schedule_with_warmup
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from videolm.backbones.clip import context_length, create_clip, image_size, tokenize
 from videolm.data.manifests import read_class_names
 from videolm.metrics import recall_at_k
-from videolm.models.mean_clip import cosine_with_warmup
 from videolm.nn.attention import MultiheadAttention
 
 
@@ -465,5 +465,5 @@ class XCLIPClassifier(pl.LightningModule):
             lr=h.lr, betas=(0.9, 0.98))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(h.warmup_epochs * total / max(1, self.trainer.max_epochs or 1))
-        sched = cosine_with_warmup(opt, max(1, warmup), total)
+        sched = get_cosine_schedule_with_warmup(opt, warmup, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
