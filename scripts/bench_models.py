@@ -180,20 +180,22 @@ def bench_tome(args) -> None:
        frozen tower's 257 tokens (ViT-L/14 at 224 px, width 1024), connector r = 19 vs r = 0, LM: GPT-2
        small shape (12 layers, width 768, random); and the connector alone (forward + backward).
     """
-    import tempfile
-
-    import open_clip
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from videolm.models.simvlg import SimVLG, train_caption_lm
-    from videolm.nn.tome import apply_tome
-
     device = _device(args.device)
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     print(f"device {device.type}, fp32, threads {torch.get_num_threads()}, best of {args.iters} alternating rounds")
 
-    # 1. image tower: r = 0 runs every block's own forward, i.e. the unpatched tower
+    bench_tome_image(args, device, g)
+    if not args.image_only:
+        bench_simvlg(args, device, g)
+
+
+def bench_tome_image(args, device, g) -> None:
+    import open_clip
+
+    from videolm.nn.tome import apply_tome
+
+    # r = 0 runs every block's own forward, i.e. the unpatched tower
     tower = open_clip.create_model("ViT-B-16").visual.eval().to(device)
     images = torch.randn(args.batch, 3, 224, 224, generator=g).to(device)
     blocks = len(tower.transformer.resblocks)
@@ -216,7 +218,14 @@ def bench_tome(args) -> None:
     print(f"{'r=0 (no merging)':<28}{197:>11}{base:>10.2f}")
     print(f"{f'r={args.r} per block':<28}{tokens_left:>11}{fast:>10.2f}")
     print(f"speed-up: {fast / base:.2f}x")
-    del tower
+
+
+def bench_simvlg(args, device, g) -> None:
+    import tempfile
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from videolm.models.simvlg import SimVLG, train_caption_lm
 
     with tempfile.TemporaryDirectory() as folder:
         lm = str(train_caption_lm(["a b"], folder, width=64, layers=1, heads=1, epochs=1))
@@ -428,6 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--temporal-r", type=int, default=6, help="frames merged away per spatial position")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--device", default="cpu", help="cpu (the issue's setting), cuda or auto")
+    p.add_argument("--image-only", action="store_true", help="measurement 1 only (the ViT-B/16 tower)")
     p.set_defaults(func=bench_tome)
 
     p = sub.add_parser("pllava", help="videolm PLLaVA vs transformers LlavaNextVideo: caption latency, visual tokens")
