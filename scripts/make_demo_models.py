@@ -9,8 +9,9 @@ corpus, so no information is lost), a 2-layer Llama LM and a word-level tokenize
 stages on data rendered on the fly (``videolm.data.synthetic.render_sample``; no video is seen twice):
 
 0. the vision tower and projector on random still frames of the corpus' shapes (:func:`render_stills`),
-   with a linear head per pooled cell predicting the shape and colour centred there: a tiny ViT learns
-   to tell shapes apart only with such dense targets and several thousand steps;
+   with a linear head per pooled cell predicting the shape, colour and (for a triangle) pointing
+   direction of the object centred there: a tiny ViT learns to tell shapes apart only with such dense
+   targets and several thousand steps;
 1. the same, plus videos with a small transformer head over all visual tokens predicting the actor's
    colour and shape, the action and the number of shapes;
 2. :class:`videolm.models.pllava.PLLaVAModule` on videos, each with its caption and all its questions
@@ -44,7 +45,6 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from einops import rearrange
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -78,8 +78,9 @@ def render_stills(rng, count: int, grid: int, size: int = 64):
     random places, faint or rotated at times) above an empty gesture strip, and per-cell targets on a
     ``grid`` x ``grid`` layout (the pooled visual tokens of a frame): the shape (1-5) and colour (1-8)
     of the shape centred in each cell, 0 where none is, and where a triangle is, the way it points
-    (1-8, in steps of 45 degrees clockwise from up; rotating triangles turn 45 degrees per state). They teach the vision tower to see the shape
-    and colour at each place, which the videos' answers only supervise through one actor."""
+    (1-8: the nearest multiple of 45 degrees clockwise from up). They teach the vision tower to see the
+    shape, colour and orientation at each place, which the videos' answers only supervise through one
+    actor."""
     import numpy as np
 
     from videolm.data import synthetic as syn
@@ -132,12 +133,10 @@ class RenderedSamples(torch.utils.data.Dataset):
         return self.length
 
     def __getitem__(self, i):
-        from videolm.data.synthetic import render_sample
+        from videolm.data.synthetic import COLOURS, NUMBERS, SHAPES, render_sample
         from videolm.infer import CAPTION_PROMPT
 
         frames, meta = render_sample([self.seed, i])
-        from videolm.data.synthetic import COLOURS, NUMBERS, SHAPES
-
         turns = [[CAPTION_PROMPT, meta["caption"]]] + [[qa["question"], qa["answer"]] for qa in meta["qa"]]
         answers = {qa["question"].split()[1]: qa["answer"] for qa in meta["qa"]}  # colour / shape / many
         targets = [list(COLOURS).index(answers["colour"]), SHAPES.index(answers["shape"]), meta["label"],
@@ -150,7 +149,7 @@ class RenderedSamples(torch.utils.data.Dataset):
 
 
 def stills_sample(transform, seed, count: int, grid: int):
-    """``count`` normalised still frames with their per-cell shape and colour targets."""
+    """``count`` normalised still frames and their per-cell shape, colour and pointing targets."""
     import numpy as np
 
     images, *targets = render_stills(np.random.default_rng(seed), count, grid)
@@ -181,8 +180,10 @@ HEADS = ("colour", "shape", "action", "count")
 
 
 class VisionWarmup(pl.LightningModule):
-    """Stage 1: the vision tower and projector learn to see (the actor's colour and shape, the action
-    class, the number of shapes) through a small transformer head over the pooled visual tokens, so that
+    """Stages 0 and 1: the vision tower and projector learn to see, through linear heads on the pooled
+    cells of still frames (:func:`render_stills`) and, in stage 1, through a small transformer head over
+    a video's pooled visual tokens (the actor's colour and shape, the action class, the number of
+    shapes), so that
     stage 2 (the LM) gets informative tokens; a tiny LM trained from scratch otherwise learns the answer
     priors first and stops looking at the video. The head attends over all frames because the actor is
     the shape that changes: no single frame says which shape it is."""
@@ -200,11 +201,8 @@ class VisionWarmup(pl.LightningModule):
 
     def cell_logits(self, images):
         """Per-cell shape, colour and pointing logits of still frames ``(n, 3, H, W)``, on the pooled spatial grid."""
-        model = self.model
-        feats = model.multi_modal_projector(model.vision_features(images)[:, 1:])
-        side = math.isqrt(feats.shape[1])
-        x = rearrange(feats, "n (h w) d -> n d h w", h=side)
-        x = rearrange(torch.nn.functional.adaptive_avg_pool2d(x, model.pooling_shape[1:]), "n d h w -> n (h w) d")
+        cells = math.prod(self.model.pooling_shape[1:])  # a one-frame video: its first pooled frame
+        x = self.model.encode_video(images[:, None])[:, :cells]
         return [h(x) for h in self.cell_heads]
 
     def logits(self, video):
@@ -228,12 +226,10 @@ class VisionWarmup(pl.LightningModule):
         return {"loss": loss}
 
     @torch.no_grad()
-    def accuracy(self, samples: "RenderedSamples", n: int = 256) -> dict[str, float]:
-        """Accuracy of each head on ``n`` renders of ``samples`` (a seed not used for training)."""
-        from videolm.data.datasets import collate
-
+    def accuracy(self, batch: dict) -> dict[str, float]:
+        """Accuracy of each head on a collated batch of :class:`RenderedSamples` (held out: a seed not
+        used for training); the cell heads where the batch has ``stills``."""
         self.eval()
-        batch = collate([samples[i] for i in range(n)])
         preds = [z.argmax(-1) for z in self.logits(batch["video"])]
         targets = torch.tensor(batch["targets"])
         acc = {name: float((p == targets[:, i]).float().mean()) for i, (name, p) in enumerate(zip(HEADS, preds))}
@@ -328,7 +324,8 @@ def make_pllava(args) -> None:
                        callbacks=[PrintLoss(args.log_every)]).fit(
                 module, torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_fn))
 
-        held_out = RenderedSamples(256, seed=args.seed + 3, stills=1, grid=grid, stride=args.stride)
+        samples = RenderedSamples(256, seed=args.seed + 3, stills=1, grid=grid, stride=args.stride)
+        held_out = collate([samples[i] for i in range(len(samples))])
         stage0 = VisionWarmup(model, args.stills_lr)
         fit(stage0, Stills(args.stills_steps * args.batch_size, args.seed + 4, args.stills, grid), Stills.collate)
         print(f"stage 0 ({time.time() - start:.0f} s): held-out accuracy", stage0.accuracy(held_out), flush=True)

@@ -6,7 +6,6 @@ is classified by cosine similarity against text embeddings of the class names (C
 
 from __future__ import annotations
 
-
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F

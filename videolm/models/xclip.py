@@ -25,9 +25,9 @@ from einops import rearrange, reduce
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchmetrics.classification import MulticlassAccuracy
-from transformers import get_cosine_schedule_with_warmup
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from transformers import get_cosine_schedule_with_warmup
 
 from videolm.backbones.clip import context_length, create_clip, image_size, tokenize
 from videolm.data.manifests import read_class_names
