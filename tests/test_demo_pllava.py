@@ -11,8 +11,6 @@ FRESH_SEED = 20261129  # training used seed 0
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="demo model not built")
-@pytest.mark.xfail(strict=False, reason="the shipped tiny model is below the 90% target (see its card in "
-                   "model_zoo.md); the test measures and prints the figures")
 def test_demo_captions_and_answers_on_fresh_videos(tmp_path):
     corpus = generate_corpus(tmp_path, videos=30, seed=FRESH_SEED, progress=False)
     recs = [r for split in ("train", "val", "test") for r in read_jsonl(corpus / f"{split}.jsonl")]
