@@ -131,10 +131,16 @@ class RenderedSamples(torch.utils.data.Dataset):
 
     def __init__(self, length: int, seed: int, stills: int = 0, grid: int = 4, stride: int = 1,
                  rotation_weight: float = 1.0):
+        import numpy as np
+
+        from videolm.data.synthetic import CLASSES
         from videolm.data.transforms import VideoTransform
 
         self.length, self.seed, self.stills, self.grid = length, seed, stills, grid
-        self.rotation_weight = rotation_weight  # how much more often than another class a turning video is drawn
+        self.label_p = None  # None: render_sample draws the class uniformly (the draws of stages 0-1 and the vocabulary)
+        if rotation_weight != 1:  # turning videos drawn rotation_weight times as often as another class
+            weights = np.array([rotation_weight if c.startswith("rotating") else 1.0 for c in CLASSES])
+            self.label_p = weights / weights.sum()
         self.stride = stride  # every stride-th frame (2: one frame per held state, see render_sample)
         self.transform = VideoTransform(64, train=False, resize_size=64)
 
@@ -144,13 +150,12 @@ class RenderedSamples(torch.utils.data.Dataset):
     def __getitem__(self, i):
         import numpy as np
 
-        from videolm.data.synthetic import CLASSES, COLOURS, NUMBERS, SHAPES, render_sample
+        from videolm.data.synthetic import COLOURS, NUMBERS, SHAPES, render_sample
         from videolm.infer import CAPTION_PROMPT
 
-        label = None  # drawn by render_sample, uniformly
-        if self.rotation_weight != 1:
-            weights = np.array([self.rotation_weight if c.startswith("rotating") else 1.0 for c in CLASSES])
-            label = int(np.random.default_rng([self.seed, i, 2]).choice(len(CLASSES), p=weights / weights.sum()))
+        label = None
+        if self.label_p is not None:
+            label = int(np.random.default_rng([self.seed, i, 2]).choice(len(self.label_p), p=self.label_p))
         frames, meta = render_sample([self.seed, i], label)
         turns = [[CAPTION_PROMPT, meta["caption"]]] + [[qa["question"], qa["answer"]] for qa in meta["qa"]]
         answers = {qa["question"].split()[1]: qa["answer"] for qa in meta["qa"]}  # colour / shape / many
@@ -323,14 +328,13 @@ def make_pllava(args) -> None:
     corpus = work / "corpus"  # seed 0: held-out evaluation videos (H.264, decoded as at inference)
     if not (corpus / "test.jsonl").is_file():
         generate_corpus(corpus, videos=args.eval_videos, seed=0, progress=False)
-    template = TEMPLATES["vicuna"]
-    vocab = RenderedSamples(2000, seed=args.seed + 10_000)
-    texts = [template.prompt(q) + " " + a + template.end for i in range(len(vocab)) for q, a in vocab[i]["turns"]]
-    tokenizer = train_word_tokenizer(texts)
-    stage1_dir = work / "stage1"  # after stage 1: the starting point of stage 2
+    stage1_dir = work / "stage1"  # after stage 1 (with the tokenizer): the starting point of stage 2
     start, cpu = time.time(), time.process_time()
     if not args.from_stage1:
-        init = work / "init"
+        template = TEMPLATES["vicuna"]
+        vocab = RenderedSamples(2000, seed=args.seed + 10_000)
+        texts = [template.prompt(q) + " " + a + template.end for i in range(len(vocab)) for q, a in vocab[i]["turns"]]
+        tokenizer = train_word_tokenizer(texts)
         config = tiny_llava_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"), args.vision_width,
                                    args.vision_layers, args.patch, args.lm_layers)
         model = PLLaVA(config, pooling_shape=args.pooling, num_frames=16)
