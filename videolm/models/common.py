@@ -1,0 +1,242 @@
+"""What every LightningModule of videolm shares.
+
+* :class:`Optim` and :func:`configure_optimizers`: AdamW or SGD over parameter groups (modules new to
+  the pretrained backbone at ``new_lr_scale`` times the rate; no weight decay on biases, norms,
+  embeddings and scales), with a per-step cosine / constant / step schedule and warm-up.
+* :func:`as_config`: a config dataclass from an instance, a dict (a checkpoint's hparams) or a preset.
+* :class:`VideoModule`: the LightningModule base: the method name written into checkpoints (so
+  ``videolm.load`` finds the registry entry), hparams kept as plain data, optimizers from ``optim``.
+* :func:`average_views`, :func:`topk_predictions`, :class:`TextCache`, :func:`contrastive_loss`
+  (gathered across ranks), :func:`init_from` (weights of another checkpoint under a key prefix).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce
+from torch import nn
+
+C = TypeVar("C")
+
+
+def as_config(cls: type[C], value: C | dict | str | None, presets: dict[str, dict] | None = None) -> C:
+    """``cls`` from an instance, a dict of its fields (``{"preset": name, ...}`` starts from a preset),
+    a preset name, or ``None`` (the defaults). Unknown fields are an error naming them."""
+    if isinstance(value, cls):
+        return value
+    presets = presets or getattr(cls, "PRESETS", {})
+    if value is None:
+        return cls()
+    if isinstance(value, str):
+        value = {"preset": value}
+    if not isinstance(value, dict):
+        raise TypeError(f"{cls.__name__}: expected a {cls.__name__}, a dict or a preset name, got {type(value).__name__}")
+    value = dict(value)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    base: dict = {}
+    preset = value.pop("preset", None)
+    if preset is not None:
+        if preset not in presets:
+            raise ValueError(f"{cls.__name__}: unknown preset {preset!r}; choose from {sorted(presets)}")
+        base = dict(presets[preset])
+    unknown = sorted(set(value) - fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(fields)}")
+    return cls(**{**base, **value})
+
+
+def plain(value: Any) -> Any:
+    """A dataclass (or a structure of them) as dicts and lists: what checkpoints may hold."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+# -- optimisation -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Optim:
+    """Optimiser and schedule.
+
+    ``name``: ``adamw`` or ``sgd``. ``new_lr_scale``: rate multiplier of the parameters a model calls
+    new (X-CLIP: 10, TVTSv2: 1000). ``schedule``: ``cosine`` (to 0 over the run), ``constant`` or
+    ``step`` (x ``gamma`` at each of ``milestones``, in epochs). Warm-up is linear, in epochs or steps.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    new_lr_scale: float = 1.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    warmup_steps: int = 0
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+
+
+def _decays(name: str, p: torch.Tensor) -> bool:
+    return p.ndim > 1 and "embedding" not in name and not name.endswith(("_embed", "class_embedding"))
+
+
+def parameter_groups(model: nn.Module, optim: Optim, is_new: Callable[[str], bool] = lambda n: False) -> list[dict]:
+    """Trainable parameters of ``model`` in groups by (new module?, weight decay?)."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((bool(is_new(name)), _decays(name, p)), []).append(p)
+    return [{"params": ps, "lr": optim.lr * (optim.new_lr_scale if new else 1.0),
+             "weight_decay": optim.weight_decay if decay else 0.0} for (new, decay), ps in groups.items()]
+
+
+def configure_optimizers(module: pl.LightningModule, optim: Optim, is_new: Callable[[str], bool] = lambda n: False):
+    """What ``LightningModule.configure_optimizers`` returns for ``optim`` (a per-step schedule)."""
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    groups = parameter_groups(module, optim, is_new)
+    if optim.name == "adamw":
+        opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas))
+    elif optim.name == "sgd":
+        opt = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum)
+    else:
+        raise ValueError(f"unknown optimizer {optim.name!r}; use 'adamw' or 'sgd'")
+    trainer = module.trainer
+    total = max(1, int(trainer.estimated_stepping_batches))
+    per_epoch = total / max(1, trainer.max_epochs or 1)
+    warmup = int(optim.warmup_steps or optim.warmup_epochs * per_epoch)
+    if optim.schedule == "cosine":
+        sched = get_cosine_schedule_with_warmup(opt, warmup, total)
+    elif optim.schedule == "constant":
+        sched = get_constant_schedule_with_warmup(opt, warmup)
+    elif optim.schedule == "step":
+        steps = sorted(int(m * per_epoch) for m in optim.milestones)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warmup if warmup else 1.0) * optim.gamma ** sum(s >= m for m in steps))
+    else:
+        raise ValueError(f"unknown schedule {optim.schedule!r}; use 'cosine', 'constant' or 'step'")
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class VideoModule(pl.LightningModule):
+    """Base of videolm's LightningModules.
+
+    Subclasses set ``method`` (their registry name), call :meth:`save_config` in ``__init__`` and keep
+    their optimiser settings in ``self.optim``; :meth:`is_new` names the parameters trained at
+    ``optim.new_lr_scale``.
+    """
+
+    method = ""
+
+    def save_config(self, **hparams) -> None:
+        """Save hyper-parameters as plain data (dataclasses as dicts), so a checkpoint loads with
+        ``torch.load(weights_only=True)`` and ``load_from_checkpoint`` rebuilds the module."""
+        self.save_hyperparameters({k: plain(v) for k, v in hparams.items()})
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["videolm"] = {"method": self.method}
+
+    def is_new(self, name: str) -> bool:
+        return False
+
+    def configure_optimizers(self):
+        return configure_optimizers(self, self.optim, self.is_new)
+
+    def class_names_from_data(self) -> list[str] | None:
+        """The data module's ``class_names`` when a trainer with one is attached."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return getattr(dm, "class_names", None)
+
+
+# -- evaluation helpers -----------------------------------------------------------------------------------
+
+
+def average_views(fn: Callable[[torch.Tensor], torch.Tensor], videos: torch.Tensor) -> torch.Tensor:
+    """Class probabilities ``(B, K)`` of ``fn`` (videos -> logits); ``(B, V, T, C, H, W)`` views
+    (clips x crops) are averaged as probabilities, the one rule for multi-view testing."""
+    if videos.dim() == 6:
+        probs = fn(rearrange(videos, "b v t c h w -> (b v) t c h w")).softmax(-1)
+        return reduce(probs, "(b v) k -> b k", "mean", b=videos.shape[0])
+    return fn(videos).softmax(-1)
+
+
+def topk_predictions(probs: torch.Tensor, names: list[str], paths: list[str], k: int = 5) -> list[dict]:
+    """``[{"path", "classes", "scores"}]``: the ``k`` most probable classes of each row."""
+    top = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    return [{"path": p, "classes": [names[i] for i in idx.tolist()], "scores": s.tolist()}
+            for p, idx, s in zip(paths, top.indices, top.values)]
+
+
+class TextCache:
+    """Embeddings of a fixed list of texts (class prompts), computed once while the text tower is frozen."""
+
+    def __init__(self):
+        self.key, self.value = None, None
+
+    def get(self, texts: list[str], encode: Callable[[list[str]], torch.Tensor], frozen: bool,
+            device: torch.device) -> torch.Tensor:
+        key = (tuple(texts), device)
+        if frozen and self.key == key:
+            return self.value
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            value = encode(texts)
+        if frozen:
+            self.key, self.value = key, value.detach()
+        return value
+
+
+def gather(module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
+    """``x`` from every rank concatenated along dim 0, gradients flowing to this rank's part."""
+    trainer = module._trainer
+    if trainer is None or trainer.world_size == 1:
+        return x
+    return module.all_gather(x, sync_grads=True).flatten(0, 1)
+
+
+def contrastive_loss(module: pl.LightningModule, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """Symmetric InfoNCE between normalised ``a`` and ``b`` ``(N, E)`` (pairs on the diagonal),
+    over the batches of all ranks (as open_clip's ``ClipLoss`` with ``gather_with_grad``)."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    all_a, all_b = gather(module, a), gather(module, b)
+    rank = module._trainer.global_rank if module._trainer is not None else 0
+    target = torch.arange(len(a), device=a.device) + rank * len(a)
+    return (F.cross_entropy(scale * a @ all_b.t(), target) + F.cross_entropy(scale * b @ all_a.t(), target)) / 2
+
+
+def init_from(model: nn.Module, path: str | Path, prefix: str = "", strict: bool = False,
+              keys: tuple[str, ...] = ()) -> list[str]:
+    """Load the weights under ``prefix`` of checkpoint ``path`` (a Lightning ``.ckpt`` or safetensors)
+    into ``model``; only keys starting with one of ``keys`` when given. Returns the loaded names."""
+    from videolm.io.safe_pickle import load_checkpoint
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        ckpt = load_checkpoint(path)
+        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: no state dict in the checkpoint")
+    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if keys:
+        state = {k: v for k, v in state.items() if k.startswith(keys)}
+    if not state:
+        raise ValueError(f"{path}: no weights under {prefix!r}{' matching ' + str(keys) if keys else ''}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or (strict and missing):
+        raise ValueError(f"{path}: weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return sorted(state)
