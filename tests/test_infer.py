@@ -14,7 +14,7 @@ def test_classify_checkpoint_reports_broken_file(corpus, tmp_path, capsys):
     torch.manual_seed(0)
     dm = VideoDataModule(train=str(corpus / "train.jsonl"), val=str(corpus / "val.jsonl"), num_frames=4, image_size=64, batch_size=4,
                          num_workers=0)
-    module = XCLIPClassifier(clip_config="tiny", num_frames=4, freeze_text=True, lr=1e-4, warmup_epochs=0)
+    module = XCLIPClassifier({"preset": "tiny", "num_frames": 4}, optim={"lr": 1e-4}, freeze_text=True)
     trainer = pl.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False,
                          enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
@@ -53,3 +53,23 @@ def test_classify_transformers_folder(corpus, tmp_path, capsys):
     assert main(["classify", str(corpus / first), "--model", str(tmp_path / "xclip"),
                  "--labels", str(corpus / "classes.txt"), "--topk", "2"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_classify_frame_mean_checkpoint_and_refused_file(corpus, tmp_path, capsys):
+    from videolm.models.mean_clip import FrameMeanCLIP
+
+    torch.manual_seed(0)
+    module = FrameMeanCLIP("tiny", class_names=(corpus / "classes.txt").read_text().split())
+    trainer = pl.Trainer(accelerator="cpu", max_steps=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "mean.ckpt")
+    first = json.loads((corpus / "test.jsonl").read_text().splitlines()[0])["video"]
+    assert main(["classify", str(corpus / first), "--model", str(tmp_path / "mean.ckpt"),
+                 "--labels", str(corpus / "classes.txt"), "--topk", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    assert main(["classify", str(corpus / first), "--model", str(junk), "--labels", str(corpus / "classes.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "junk.ckpt" in err[0]

@@ -45,7 +45,7 @@ def _add_data(sub) -> None:
 
 def _infer_args(p) -> None:
     p.add_argument("--model", default=None, help="zoo name or model folder (default: the built-in tiny captioner)")
-    p.add_argument("--frames", type=int, default=16, help="frames sampled per video")
+    p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=8, help="videos per generate call")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -167,19 +167,28 @@ def _add_quickstart(sub) -> None:
 
 
 def _add_classify(sub) -> None:
-    p = sub.add_parser("classify", help="classify video files with an X-CLIP model (top-k classes per file)")
+    p = sub.add_parser("classify", help="classify video files with an X-CLIP or FrameMeanCLIP model (top-k classes)")
     p.add_argument("videos", nargs="+", help="video files")
     p.add_argument("--model", required=True,
-                   help="XCLIPClassifier .ckpt, transformers X-CLIP folder, zoo name or hub id (microsoft/xclip-*)")
+                   help="X-CLIP or FrameMeanCLIP .ckpt, transformers X-CLIP folder, zoo name or hub id (microsoft/xclip-*)")
     p.add_argument("--labels", required=True, help="class list file, one name a line")
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's)")
     p.add_argument("--device", default="cpu")
 
     def run(a):
         from videolm.infer import classify
 
         failed = 0
-        for result in classify(a.videos, a.model, a.labels, topk=a.topk, device=a.device):
+        try:
+            results = classify(a.videos, a.model, a.labels, topk=a.topk, device=a.device, num_frames=a.frames)
+            first = next(results, None)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            print(f"videolm: error: {e}", file=sys.stderr)
+            return 2
+        import itertools
+
+        for result in itertools.chain([first] if first is not None else [], results):
             if "error" in result:
                 failed += 1
                 print(f"error: {result['error']}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """High-level inference used by the CLI: load a model by checkpoint or name, run it on video files.
 
-* :func:`classify`: X-CLIP classifiers (``videolm classify``).
+* :func:`classify`: class-prompt classifiers, X-CLIP and FrameMeanCLIP (``videolm classify``).
 * :func:`load`: a video LLM pipeline (PLLaVA) that captions videos and answers questions
   (``videolm caption`` / ``videolm ask``, ``videolm.load(name_or_path)``). Without a name the built-in
   tiny captioner (``videolm/assets/pllava_tiny``, trained on the synthetic corpus by
@@ -22,56 +22,45 @@ from videolm.io import VideoReader
 from videolm.io.errors import VideoDecodeError
 
 
-def _xclip_folder(model: str) -> str:
-    """A transformers X-CLIP folder for an existing path or zoo name; anything else is taken as a hub id."""
-    if Path(model).expanduser().exists():
-        return str(Path(model).expanduser())
-    from videolm.zoo import get_card
+def load_classifier(model: str, labels: list[str], device: str = "cpu"):
+    """A class-prompt classifier (X-CLIP, FrameMeanCLIP) for ``labels`` and its clip settings
+    ``(num_frames, image_size, mean)``.
 
-    try:
-        get_card(model)
-    except KeyError:
-        return model
-    return str(resolve_model(model))
-
-
-def load_xclip_classifier(model: str, labels: list[str], device: str = "cpu"):
-    """An ``XCLIPClassifier`` for ``labels`` and the clip settings ``(num_frames, image_size, mean)``.
-
-    ``model`` is a Lightning checkpoint (``.ckpt``) of ``XCLIPClassifier``, a transformers X-CLIP
-    checkpoint folder, a zoo name (``videolm zoo list --method xclip``) or a hub id (``microsoft/xclip-*``).
+    ``model`` is a videolm Lightning checkpoint (``.ckpt``), a transformers X-CLIP folder, a zoo name
+    (``videolm zoo list``) or a hub id (``microsoft/xclip-*``); the registry picks the method.
     """
-    from videolm.models.xclip import XCLIPClassifier
+    from videolm.models import get_method, load_module
 
-    path = Path(model)
-    if path.suffix == ".ckpt":
-        if not path.is_file():
-            raise FileNotFoundError(f"{model}: no such checkpoint")
+    path = Path(model).expanduser()
+    if path.is_file():
+        module = load_module(path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        module = XCLIPClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
         data = checkpoint.get("datamodule_hyper_parameters", {})
-        mean = data.get("mean", "clip")
     else:
-        module = XCLIPClassifier(init_from=_xclip_folder(model))
-        data, mean = {}, "imagenet"  # the X-CLIP processor normalises with ImageNet statistics
+        module, data = get_method("xclip").get("module")(init_from=model), {}
+    if not hasattr(module, "set_class_names"):
+        raise ValueError(f"{model}: a {module.method} model, not a classifier")
     module.set_class_names(labels)
-    num_frames = data.get("num_frames", module.model.mit.position_embedding.shape[1])
-    size = data.get("image_size", module.model.image_size)
-    return module.eval().to(device), (num_frames, size, mean)
+    net = module.model
+    settings = (data.get("num_frames", net.num_frames), data.get("image_size", net.image_size),
+                data.get("mean", net.mean))
+    return module.eval().to(device), settings
 
 
 def classify(videos: list[str], model: str, labels: str, topk: int = 5, device: str = "cpu",
-             backend: str = "auto") -> Iterator[dict]:
+             backend: str = "auto", num_frames: int | None = None) -> Iterator[dict]:
     """Yield ``{"path", "classes", "scores"}`` per video, or ``{"path", "error"}`` when it fails to decode.
 
-    Frames are sampled TSN-style (centre of each segment) and centre-cropped.
+    Frames are sampled TSN-style (centre of each segment; ``num_frames`` defaults to the model's) and
+    centre-cropped.
     """
+    from videolm.models.common import topk_predictions
+
     names = read_class_names(labels)
-    module, (num_frames, size, mean) = load_xclip_classifier(model, names, device)
-    dataset = VideoDataset([{"video": v} for v in videos], num_frames=num_frames, sampler="segment",
+    module, (frames, size, mean) = load_classifier(model, names, device)
+    dataset = VideoDataset([{"video": v} for v in videos], num_frames=num_frames or frames, sampler="segment",
                            transform=VideoTransform(size=size, train=False, mean=mean), backend=backend,
                            on_error="raise")
-    k = min(topk, len(names))
     for i in range(len(dataset)):
         try:
             sample = dataset.load(i)
@@ -79,10 +68,8 @@ def classify(videos: list[str], model: str, labels: str, topk: int = 5, device: 
             yield {"path": videos[i], "error": str(e) if videos[i] in str(e) else f"{videos[i]}: {e}"}
             continue
         with torch.inference_mode():
-            probs = module(sample["video"][None].to(device))[0]
-        top = probs.topk(k)
-        yield {"path": videos[i], "classes": [names[j] for j in top.indices.tolist()],
-               "scores": top.values.tolist()}
+            probs = module(sample["video"][None].to(device))
+        yield topk_predictions(probs, names, [videos[i]], topk)[0]
 
 
 # --- video LLMs (PLLaVA): caption and ask ---------------------------------------------------------

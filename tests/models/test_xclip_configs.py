@@ -17,14 +17,16 @@ def test_config_parses(config, capsys):
     assert e.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"] == "videolm.models.xclip.XCLIPClassifier"
-    assert printed["model"]["init_args"]["prompt_alpha"] == 0.1
+    args = printed["model"]["init_args"]
+    assert args["init_from"] is not None or args["config"]["prompt_alpha"] == 0.1
 
 
 def test_paper_recipe():
     assert {c.stem for c in CONFIGS} >= {"k400_b32_8f", "k400_b16_8f", "quickstart"}
     for name in ("k400_b32_8f", "k400_b16_8f"):
         cfg = yaml.safe_load((CONFIGS[0].parent / f"{name}.yaml").read_text())
-        model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
-        assert (model["lr"], model["new_lr_scale"], model["weight_decay"], model["warmup_epochs"]) == (8e-6, 10, 0.001, 5)
+        optim, data = cfg["model"]["init_args"]["optim"], cfg["data"]["init_args"]
+        assert (optim["lr"], optim["new_lr_scale"], optim["weight_decay"], optim["warmup_epochs"]) == (8e-6, 10, 0.001, 5)
+        assert optim["betas"] == [0.9, 0.98]
         assert cfg["trainer"]["max_epochs"] == 30
         assert (data["sampler"], data["mean"], data["num_frames"]) == ("segment", "imagenet", 8)

@@ -1,14 +1,13 @@
 import pytest
 import torch
 
-from videolm.backbones.clip import TINY_CLIP_CONFIG
 from videolm.models.xclip import XCLIP
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return XCLIP(clip_config=TINY_CLIP_CONFIG, num_frames=4)
+    return XCLIP({"clip": "tiny", "pretrained": None, "num_frames": 4})
 
 
 def test_shapes_and_frame_counts(model):
@@ -16,7 +15,7 @@ def test_shapes_and_frame_counts(model):
     assert tokens.shape == (3, 32)
     for t in (1, 3, 4):
         assert model(torch.randn(2, t, 3, 64, 64), tokens).shape == (2, 3)
-    assert model.encode_video(torch.randn(2, 4, 3, 64, 64)).shape == (2, 64)
+    assert model.encode_video(torch.randn(2, 4, 3, 64, 64))["video"].shape == (2, 64)
     with pytest.raises(ValueError, match="5 frames"):
         model.encode_video(torch.randn(1, 5, 3, 64, 64))
 
@@ -62,6 +61,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from videolm.models.xclip import XCLIPClassifier  # noqa: E402
 
 CLASSES = ["red circle", "blue square", "green star"]
+TINY = {"preset": "tiny", "num_frames": 2}
 
 
 class RandomClips(Dataset):
@@ -85,7 +85,7 @@ def trainer(tmp_path, **kw):
 
 def test_classifier_fits_with_mixup_and_learning_rates(tmp_path):
     torch.manual_seed(0)
-    module = XCLIPClassifier(clip_config="tiny", num_frames=2, class_names=CLASSES, lr=1e-4, warmup_epochs=0,
+    module = XCLIPClassifier(TINY, optim={"lr": 1e-4, "new_lr_scale": 10.0}, class_names=CLASSES,
                              mixup=0.8, cutmix=1.0, label_smoothing=0.1, freeze_text=True)
     before = module.model.prompt_generator.alpha.detach().clone()
     t = trainer(tmp_path)
@@ -104,7 +104,7 @@ def test_classifier_fits_with_mixup_and_learning_rates(tmp_path):
 
 def test_multi_view_probabilities_are_averaged():
     torch.manual_seed(0)
-    module = XCLIPClassifier(clip_config="tiny", num_frames=2, class_names=CLASSES).eval()
+    module = XCLIPClassifier(TINY, class_names=CLASSES).eval()
     views = torch.randn(2, 3, 2, 3, 64, 64)
     with torch.no_grad():
         expected = torch.stack([module(views[:, v]) for v in range(3)]).mean(0)
@@ -114,7 +114,7 @@ def test_multi_view_probabilities_are_averaged():
 
 def test_zero_shot_class_list_file(tmp_path):
     (tmp_path / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    module = XCLIPClassifier(clip_config="tiny", num_frames=2, class_names=str(tmp_path / "classes.txt"))
+    module = XCLIPClassifier(TINY, class_names=str(tmp_path / "classes.txt"))
     assert module.class_names == CLASSES
     result = trainer(tmp_path).test(module, DataLoader(RandomClips(views=2), batch_size=3), verbose=False)[0]
     assert {"test/acc", "test/acc5"} <= set(result)
@@ -122,7 +122,7 @@ def test_zero_shot_class_list_file(tmp_path):
 
 def test_retrieval_recall(tmp_path):
     torch.manual_seed(0)
-    module = XCLIPClassifier(clip_config="tiny", num_frames=2, task="retrieval", lr=1e-4, warmup_epochs=0)
+    module = XCLIPClassifier(TINY, optim={"lr": 1e-4}, task="retrieval")
     t = trainer(tmp_path)
     t.fit(module, DataLoader(RandomClips(n=8), batch_size=4))
     metrics = t.validate(module, DataLoader(RandomClips(n=12), batch_size=6), verbose=False)[0]

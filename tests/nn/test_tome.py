@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from videolm.backbones.clip import TINY_CLIP_CONFIG, create_clip
+from videolm.backbones.clip import TINY_CLIP_CONFIG, adopt, create_clip, vision_blocks
+from videolm.nn.temporal import TemporalAttention
 from videolm.nn.tome import (
-    TemporalAttention,
     ToMeTransformer,
     apply_tome,
     bipartite_soft_matching,
@@ -11,7 +11,6 @@ from videolm.nn.tome import (
     merge_wavg,
     remove_tome,
     temporal_merge,
-    tome_block_forward,
     tome_schedule,
 )
 
@@ -69,37 +68,48 @@ def _tiny_clip(**vision):
 
 def test_apply_tome_r0_equals_unpatched_and_is_undoable():
     model = _tiny_clip(layers=3)
+    blocks = vision_blocks(model)
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ref = model.encode_image(images)
-        state = apply_tome(model, 0)
+        state = apply_tome(blocks, 0)
         assert torch.equal(model.encode_image(images), ref)
         state.remove()
         assert torch.equal(model.encode_image(images), ref)
-        apply_tome(model.visual, 4)
+        apply_tome(blocks, 4)
         merged = model.encode_image(images)
         assert not torch.allclose(merged, ref)
-        remove_tome(model)
+        remove_tome(blocks)
         assert torch.equal(model.encode_image(images), ref)
-    assert "forward" not in vars(model.visual.transformer.resblocks[0])
+    assert all(b.merge is None for b in blocks)
+    with pytest.raises(TypeError, match="Block"):
+        apply_tome(model, 1)  # an open_clip model is not a sequence of blocks
 
 
-def test_tome_path_without_merging_matches_open_clip_block():
-    # our attention path (used as soon as anything merges) computes the same block as open_clip
-    model = _tiny_clip()
-    block = model.visual.transformer.resblocks[0]
+def test_adopted_block_and_merge_path_match_open_clip_block():
+    # the block open_clip towers run on computes open_clip's own block, also with the merge hook on
+    import open_clip
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+    torch.manual_seed(0)
+    raw = open_clip.CLIP(embed_dim=64, vision_cfg=CLIPVisionCfg(**TINY_CLIP_CONFIG["vision_cfg"]),
+                         text_cfg=CLIPTextCfg(**TINY_CLIP_CONFIG["text_cfg"])).eval()
+    original = raw.visual.transformer.resblocks[0]
+    block = adopt(original).eval()
     x = torch.randn(2, 17, 64)
-    state = apply_tome(model, 0)
-    state.reset(torch.ones(2, 17, 1))  # sizes of one: proportional attention adds log(1) = 0
     with torch.no_grad():
-        torch.testing.assert_close(tome_block_forward(block, x, 0, state), type(block).forward(block, x),
-                                   rtol=0, atol=1e-6)
+        ref = original(x)
+        torch.testing.assert_close(block(x), ref, rtol=0, atol=1e-6)
+        state = apply_tome([block], 0)
+        state.reset_each_forward = False
+        state.reset(torch.ones(2, 17, 1))  # sizes of one: proportional attention adds log(1) = 0
+        torch.testing.assert_close(block(x), ref, rtol=0, atol=1e-6)
 
 
 def test_apply_tome_reduces_tokens_and_traces_sources():
     model = _tiny_clip(image_size=96, layers=4)  # 36 patches + CLS
     model.visual.output_tokens = True
-    state = apply_tome(model, [5, 5, 5, 30], trace_source=True)
+    state = apply_tome(vision_blocks(model), [5, 5, 5, 30], trace_source=True)
     with torch.no_grad():
         pooled, tokens = model.visual(torch.randn(2, 3, 96, 96))
     n = 37 - 5 - 5 - 5 - 10  # the last layer merges at most half of the 21 unprotected tokens
@@ -108,7 +118,7 @@ def test_apply_tome_reduces_tokens_and_traces_sources():
     assert state.source.shape == (2, n, 37) and torch.equal(state.source.sum(-1, keepdim=True), state.size)
     assert torch.equal(state.source.sum(1), torch.ones(2, 37))
     with pytest.raises(RuntimeError, match="already"):
-        apply_tome(model, 1)
+        apply_tome(vision_blocks(model), 1)
 
 
 def test_tome_transformer_connector():
@@ -160,19 +170,21 @@ def test_apply_tome_on_xclip_vision_tower():
     from videolm.models.xclip import XCLIP
 
     torch.manual_seed(0)
-    model = XCLIP(clip_config={**TINY_CLIP_CONFIG, "vision_cfg": {**TINY_CLIP_CONFIG["vision_cfg"], "layers": 3}},
-                  num_frames=4).eval()
+    cfg = {**TINY_CLIP_CONFIG, "vision_cfg": {**TINY_CLIP_CONFIG["vision_cfg"], "layers": 3}}
+    model = XCLIP({"clip_config": cfg, "num_frames": 4}).eval()
     videos, tokens = torch.randn(2, 4, 3, 64, 64), model.tokenize(["a red circle", "a blue square"])
     with torch.no_grad():
         ref = model(videos, tokens)
         state = apply_tome(model, 0)
         assert torch.equal(model(videos, tokens), ref)
-        # our merging path with nothing merged computes X-CLIP's cross-frame block
-        block, x = model.clip.visual.transformer.resblocks[0], torch.randn(8, 17, 64)
+        # the merging path with nothing merged computes X-CLIP's cross-frame block (messages: extra tokens)
+        block, x = model.vision_blocks[0], torch.randn(8, 17, 64)
+        state.reset_each_forward = False
         state.reset(torch.ones(8, 17, 1))
-        torch.testing.assert_close(tome_block_forward(block, x, 0, state, 4), type(block).forward(block, x, 4),
-                                   rtol=0, atol=1e-6)
-        state.remove()
+        merged_path = block(x, 4)
+        block.merge = None
+        torch.testing.assert_close(merged_path, block(x, 4), rtol=0, atol=1e-6)
+        remove_tome(model.vision_blocks[1:])
         state = apply_tome(model, 3, trace_source=True)
         merged = model(videos, tokens)
         assert merged.shape == ref.shape and not torch.allclose(merged, ref)

@@ -1,7 +1,13 @@
-"""open_clip towers: build a CLIP by name and pretrained tag, or from a custom (tiny) config.
+"""open_clip towers: the one file that knows open_clip's internals.
 
-Temporal modules hook into the returned ``open_clip.CLIP`` (``model.visual.transformer.resblocks``);
-this file only builds models and tokenizers so every method starts from the same place.
+:func:`create_clip` builds an ``open_clip.CLIP`` by any name open_clip accepts (``ViT-B-32`` with a
+pretrained tag, ``hf-hub:org/repo``, ``local-dir:/path``) or from a custom (``"tiny"``) config, and
+swaps the blocks of both towers for ``videolm.nn.transformer.Block`` (same weights, same parameter
+names, attention through ``F.scaled_dot_product_attention``), so open_clip's own ``encode_image`` /
+``encode_text`` still work and every temporal method wraps or replaces the same block class. The
+functions below give what methods need from a tower without reaching into it themselves: patch
+tokens and CLS at a chosen layer, pooled image features, per-token and pooled text features, the
+vision and text blocks, the tokenizer.
 """
 
 from __future__ import annotations
@@ -11,7 +17,11 @@ from typing import Any
 
 import open_clip
 import torch
+from einops import rearrange
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+from torch import nn
+
+from videolm.nn.transformer import Block
 
 # A CLIP small enough to train on 2 CPU cores in minutes; used by tests, demos and the quick start.
 TINY_CLIP_CONFIG: dict[str, Any] = {
@@ -19,6 +29,7 @@ TINY_CLIP_CONFIG: dict[str, Any] = {
     "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "layers": 2, "head_width": 32},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
+SCHEMAS = ("hf-hub:", "local-dir:")
 
 
 def create_clip(
@@ -26,13 +37,16 @@ def create_clip(
     pretrained: str | None = None,
     config: dict[str, Any] | str | None = None,
     cache_dir: str | None = None,
+    drop_path: float = 0.0,
+    vision_block: type[Block] = Block,
 ) -> open_clip.CLIP:
-    """Return an ``open_clip.CLIP``.
+    """An ``open_clip.CLIP`` whose towers run on :class:`~videolm.nn.transformer.Block`.
 
-    With ``config`` (keys ``embed_dim``, ``vision_cfg``, ``text_cfg`` and optionally ``quick_gelu``, or
-    ``"tiny"`` for :data:`TINY_CLIP_CONFIG`) the model is built from it with random weights; otherwise
-    ``open_clip.create_model(model_name, pretrained)`` builds a registered architecture and downloads
-    the pretrained tag when given.
+    With ``config`` (keys ``embed_dim``, ``vision_cfg``, ``text_cfg``, optionally ``quick_gelu``; or
+    ``"tiny"``) the model has random weights; otherwise ``open_clip.create_model(model_name,
+    pretrained)`` builds it (downloading the tag, or the ``hf-hub:`` repository). ``vision_block``: the
+    block class of the vision tower (a :class:`Block` subclass such as X-CLIP's cross-frame block),
+    with stochastic depth rising linearly to ``drop_path``.
     """
     if config == "tiny":
         config = TINY_CLIP_CONFIG
@@ -41,7 +55,7 @@ def create_clip(
     if config is not None:
         cfg = copy.deepcopy(config)
         try:
-            return open_clip.CLIP(
+            clip = open_clip.CLIP(
                 embed_dim=cfg["embed_dim"],
                 vision_cfg=CLIPVisionCfg(**cfg["vision_cfg"]),
                 text_cfg=CLIPTextCfg(**cfg["text_cfg"]),
@@ -49,25 +63,145 @@ def create_clip(
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"invalid open_clip config {config!r}: {e}") from e
-    if model_name not in open_clip.list_models():
-        raise ValueError(f"unknown open_clip model {model_name!r}; see open_clip.list_models()")
-    return open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
+    else:
+        if not model_name.startswith(SCHEMAS) and model_name not in open_clip.list_models():
+            raise ValueError(f"unknown open_clip model {model_name!r}; see open_clip.list_models() "
+                             "(or give an hf-hub:org/repo or local-dir:/path id)")
+        clip = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
+    if not isinstance(clip, open_clip.CLIP) or not hasattr(clip.visual, "conv1"):
+        raise ValueError(f"{model_name}: only open_clip CLIP models with a ViT image tower are supported "
+                         f"(got {type(clip).__name__} / {type(clip.visual).__name__})")
+    blocks = clip.visual.transformer.resblocks
+    rates = torch.linspace(0, drop_path, len(blocks)).tolist()
+    clip.visual.transformer.resblocks = nn.ModuleList(adopt(b, vision_block, p) for b, p in zip(blocks, rates))
+    clip.transformer.resblocks = nn.ModuleList(adopt(b) for b in clip.transformer.resblocks)
+    return clip
 
 
-def context_length(model: open_clip.CLIP) -> int:
-    return int(model.positional_embedding.shape[0])
+def adopt(block: nn.Module, cls: type[Block] = Block, drop_path: float = 0.0) -> Block:
+    """A ``cls`` block carrying the weights of an open_clip ``ResidualAttentionBlock`` (parameters
+    that only ``cls`` has, such as X-CLIP's ``message_*``, keep their fresh initialisation)."""
+    dim = block.ln_1.normalized_shape[0]
+    scale = block.ls_1.gamma.flatten()[0].item() if hasattr(block.ls_1, "gamma") else None
+    new = cls(dim, block.attn.num_heads, block.mlp.c_fc.out_features / dim, type(block.mlp.gelu),
+              drop_path=drop_path, layer_scale=scale)
+    missing, unexpected = new.load_state_dict(block.state_dict(), strict=False)
+    base = set(Block(dim, block.attn.num_heads, block.mlp.c_fc.out_features / dim,
+                     layer_scale=scale).state_dict())
+    if unexpected or any(k in base for k in missing):
+        raise ValueError(f"unsupported open_clip block (missing {missing}, unexpected {unexpected})")
+    return new.to(block.ln_1.weight.dtype)
 
 
-def image_size(model: open_clip.CLIP) -> int:
-    size = model.visual.image_size
+# -- sizes ------------------------------------------------------------------------------------------------
+
+
+def context_length(clip: open_clip.CLIP) -> int:
+    return int(clip.positional_embedding.shape[0])
+
+
+def image_size(clip: open_clip.CLIP) -> int:
+    size = clip.visual.image_size
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
-def tokenize(model: open_clip.CLIP, texts: list[str], model_name: str | None = None) -> torch.Tensor:
-    """Token ids ``(len(texts), context_length)`` with open_clip's tokenizer for ``model``."""
-    length = context_length(model)
-    if model_name is not None and model_name in open_clip.list_models():
+def vision_width(clip: open_clip.CLIP) -> int:
+    return int(clip.visual.conv1.out_channels)
+
+
+def embed_dim(clip: open_clip.CLIP) -> int:
+    return int(clip.visual.proj.shape[1])
+
+
+def vision_blocks(clip: open_clip.CLIP) -> nn.ModuleList:
+    return clip.visual.transformer.resblocks
+
+
+def text_blocks(clip: open_clip.CLIP) -> nn.ModuleList:
+    return clip.transformer.resblocks
+
+
+def freeze_text(clip: open_clip.CLIP, trainable_blocks: int = 0) -> None:
+    """Freeze the text tower (all but its last ``trainable_blocks`` blocks; the projection and final
+    norm stay trainable when any block does). The vision tower and ``logit_scale`` are untouched."""
+    for name, p in clip.named_parameters():
+        if not name.startswith("visual.") and name != "logit_scale":
+            p.requires_grad_(False)
+    if trainable_blocks:
+        for block in list(text_blocks(clip))[-trainable_blocks:]:
+            block.requires_grad_(True)
+        clip.ln_final.requires_grad_(True)
+        clip.text_projection.requires_grad_(True)
+
+
+# -- images -----------------------------------------------------------------------------------------------
+
+
+def embed_images(clip: open_clip.CLIP, images: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` -> the tokens that enter the first vision block ``(N, 1 + P, W)`` (CLS first;
+    patch embedding, position embedding, ``ln_pre``)."""
+    v = clip.visual
+    x = v.conv1(images.to(v.conv1.weight.dtype))
+    x = rearrange(x, "n d h w -> n (h w) d")
+    cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+    return v.ln_pre(torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype))
+
+
+def image_tokens(clip: open_clip.CLIP, images: torch.Tensor, layer: int | None = None,
+                 normalize: bool = False) -> torch.Tensor:
+    """All tokens ``(N, 1 + P, W)`` after vision block ``layer`` (an index as for a list: -2 = the
+    one before the last; None = the last), CLS first; ``normalize`` applies the tower's ``ln_post``."""
+    blocks = list(vision_blocks(clip))
+    stop = len(blocks) if layer is None else (layer % len(blocks)) + 1
+    x = embed_images(clip, images)
+    for block in blocks[:stop]:
+        x = block(x)
+    return clip.visual.ln_post(x) if normalize else x
+
+
+def pool_image(clip: open_clip.CLIP, tokens: torch.Tensor) -> torch.Tensor:
+    """Image features ``(N, E)`` (not normalised) from the last block's tokens: ``ln_post(CLS) @ proj``."""
+    return clip.visual.ln_post(tokens[:, 0]) @ clip.visual.proj
+
+
+def project_tokens(clip: open_clip.CLIP, tokens: torch.Tensor) -> torch.Tensor:
+    """Every token through ``ln_post`` and the image projection: ``(..., W)`` -> ``(..., E)``."""
+    return clip.visual.ln_post(tokens) @ clip.visual.proj
+
+
+def encode_image(clip: open_clip.CLIP, images: torch.Tensor) -> torch.Tensor:
+    """Image features ``(N, E)`` (not normalised)."""
+    return pool_image(clip, image_tokens(clip, images))
+
+
+# -- text -------------------------------------------------------------------------------------------------
+
+
+def tokenize(clip: open_clip.CLIP, texts: list[str], model_name: str | None = None) -> torch.Tensor:
+    """Token ids ``(len(texts), context_length)`` with open_clip's tokenizer for ``clip``."""
+    length = context_length(clip)
+    if model_name is not None and (model_name.startswith(SCHEMAS) or model_name in open_clip.list_models()):
         tokenizer = open_clip.get_tokenizer(model_name, context_length=length)
     else:
         tokenizer = open_clip.SimpleTokenizer(context_length=length)
     return tokenizer(list(texts))
+
+
+def text_tokens(clip: open_clip.CLIP, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token text features ``(K, L', W)`` after ``ln_final`` and the end-of-text positions ``(K,)``.
+
+    The end-of-text token has the highest id; the causal tower never lets padding after it reach
+    earlier tokens, so ids past the longest text are cut off before the tower runs (``L' <= L``).
+    """
+    eot = ids.argmax(dim=-1)
+    ids = ids[:, : int(eot.max()) + 1]
+    x = clip.token_embedding(ids) + clip.positional_embedding[: ids.shape[1]]
+    for block in text_blocks(clip):
+        x = block(x, is_causal=True)
+    return clip.ln_final(x), eot
+
+
+def encode_text(clip: open_clip.CLIP, ids: torch.Tensor) -> torch.Tensor:
+    """Pooled text features ``(K, E)`` (not normalised): the end-of-text token, projected."""
+    x, eot = text_tokens(clip, ids)
+    return x[torch.arange(x.shape[0], device=x.device), eot] @ clip.text_projection

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from videolm.models.xclip import XCLIP
+from videolm.models.xclip import XCLIP, XCLIPConfig
 
 _ACTS = {"quick_gelu": True, "gelu": False}
 
@@ -125,6 +125,7 @@ def from_transformers(model: Any) -> XCLIP:
         except (OSError, ValueError) as e:
             raise ValueError(f"{model}: not an X-CLIP checkpoint ({e})") from e
     cfg = _config(model)
-    ours = XCLIP(**cfg)
+    ours = XCLIP(XCLIPConfig(pretrained=None, **cfg))
     ours.load_state_dict(_state_dict(model, cfg), strict=True)
+    ours.mean = "imagenet"  # the X-CLIP processor normalises frames with ImageNet statistics
     return ours.to(next(model.parameters()).dtype)

@@ -1,0 +1,127 @@
+"""The registry: the one place that maps a method to its pieces.
+
+Each :class:`Method` names (as ``module:attribute`` strings, imported on use so ``import videolm`` stays
+cheap) its config dataclass, its ``nn.Module``, its LightningModule, the loader of its pretrained /
+foreign checkpoints (``convert/``) and its task. The zoo card's ``method``, :func:`load_model`,
+``videolm.load()`` and the ``classify`` / ``caption`` / ``embed`` commands all go through it, so a new
+method is served by adding one entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TASKS = ("classify", "caption", "embed", "translate")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    task: str  # what videolm.load() serves it as: classify | caption | embed | translate
+    config: str
+    model: str
+    module: str
+    loader: str | None = None  # folder / hub id of a pretrained or foreign checkpoint -> nn.Module
+    model_types: tuple[str, ...] = ()  # transformers ``model_type`` values of folders it loads
+
+    def get(self, part: str) -> Any:
+        target = getattr(self, part)
+        if target is None:
+            raise ValueError(f"method {self.name!r} has no {part}")
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("xclip", "classify", "videolm.models.xclip:XCLIPConfig", "videolm.models.xclip:XCLIP",
+           "videolm.models.xclip:XCLIPClassifier", "videolm.convert.xclip:from_transformers", ("xclip",)),
+    Method("mean_clip", "classify", "videolm.models.mean_clip:FrameMeanConfig", "videolm.models.mean_clip:FrameMean",
+           "videolm.models.mean_clip:FrameMeanCLIP"),
+    Method("pllava", "caption", "videolm.models.pllava:PLLaVAConfig", "videolm.models.pllava:PLLaVA",
+           "videolm.models.pllava:PLLaVAModule", "videolm.convert.pllava:load_pretrained",
+           ("llava", "llava_next", "pllava")),
+    Method("simvlg", "caption", "videolm.models.simvlg:SimVLGConfig", "videolm.models.simvlg:SimVLG",
+           "videolm.models.simvlg:SimVLGModule"),
+)}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def _checkpoint_method(path: Path) -> str:
+    """The method of a Lightning checkpoint written by a videolm LightningModule."""
+    from videolm.io.safe_pickle import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    tag = ckpt.get("videolm", {}).get("method") if isinstance(ckpt.get("videolm"), dict) else None
+    if tag is None:  # LightningCLI records the class it built
+        class_path = (ckpt.get("hyper_parameters") or {}).get("_class_path", "")
+        tag = next((m.name for m in METHODS.values() if m.module.replace(":", ".") == class_path), None)
+    if tag not in METHODS:
+        raise ValueError(f"{path}: a checkpoint of no registered method ({tag or 'untagged'}); "
+                         f"registered: {sorted(METHODS)}")
+    return tag
+
+
+def detect_method(path: str | Path) -> str:
+    """The method of a local checkpoint: a videolm ``.ckpt`` or a model folder (``config.json``)."""
+    path = Path(path)
+    if path.is_file():
+        return _checkpoint_method(path)
+    config = path / "config.json"
+    if path.is_dir() and config.is_file():
+        try:
+            d = json.loads(config.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise ValueError(f"{config}: not JSON ({e})") from None
+        if d.get("videolm_method") in METHODS:
+            return d["videolm_method"]
+        kind = "pllava" if "pooling_shape" in d else d.get("model_type")
+        for m in METHODS.values():
+            if kind in m.model_types:
+                return m.name
+        raise ValueError(f"{config}: model_type {kind!r} is not one videolm loads")
+    raise FileNotFoundError(f"{path}: no such checkpoint file or model folder")
+
+
+def load_module(path: str | Path):
+    """The LightningModule saved in a videolm ``.ckpt`` (read with ``weights_only=True``), in eval mode."""
+    method = get_method(detect_method(path))
+    try:
+        return method.get("module").load_from_checkpoint(str(path), map_location="cpu", weights_only=True).eval()
+    except Exception as e:  # a checkpoint that cannot be read is one error naming the file
+        raise ValueError(f"{path}: cannot load the {method.name} checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def load_model(name_or_path: str | Path, method: str | None = None, **kwargs):
+    """The ``nn.Module`` of a model: a videolm ``.ckpt`` (its LightningModule's ``model``), a model
+    folder its method's loader reads, a zoo name (the card's ``method`` picks the entry) or, with
+    ``method`` given, a hub id that method's loader accepts. ``kwargs`` go to the loader."""
+    path = Path(str(name_or_path)).expanduser()
+    if not path.exists():
+        from videolm.zoo import get_card, resolve
+
+        try:
+            card = get_card(str(name_or_path))
+        except KeyError:
+            card = None
+        if card is not None:
+            return get_method(card.method).get("loader")(resolve(card.name), **kwargs)
+        if method is None:
+            raise FileNotFoundError(f"{name_or_path}: neither a checkpoint, a model folder nor a zoo model")
+        return get_method(method).get("loader")(str(name_or_path), **kwargs)
+    found = detect_method(path)
+    if method is not None and found != method:
+        raise ValueError(f"{path}: a {found} checkpoint, not {method}")
+    if path.is_file():
+        return load_module(path).model
+    return get_method(found).get("loader")(path, **kwargs)

@@ -80,23 +80,12 @@ class MultiheadAttention(nn.Module):
         context: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         is_causal: bool = False,
-    ) -> torch.Tensor:
+        return_keys: bool = False,
+    ):
+        """Attention output ``(b, n, dim)``; with ``return_keys`` also the keys ``(b, heads, m, head_dim)``
+        (what token merging matches on)."""
         q, k, v = self.project(x, context)
         dropout = self.dropout if self.training else 0.0
         out = attention(q, k, v, mask=mask, dropout_p=dropout, is_causal=is_causal)
-        return self.out_proj(rearrange(out, "b h n d -> b n (h d)"))
-
-
-def self_attention_with_keys(
-    attn: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Self-attention of ``x`` ``(b, n, dim)`` with the weights of ``attn``; returns (output, keys).
-
-    ``attn`` is a :class:`MultiheadAttention` or a batch-first ``nn.MultiheadAttention`` (same
-    parameter names). The keys ``(b, heads, n, head_dim)`` are what token merging matches on.
-    """
-    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=attn.num_heads) for t in (q, k, v))
-    dropout = attn.dropout if attn.training else 0.0
-    out = attention(q, k, v, mask=mask, dropout_p=dropout)
-    return attn.out_proj(rearrange(out, "b h n d -> b n (h d)")), k
+        out = self.out_proj(rearrange(out, "b h n d -> b n (h d)"))
+        return (out, k) if return_keys else out

@@ -7,9 +7,9 @@ A (even positions) and B (odd positions), each A token is paired with its most s
 Merged tokens carry their size (how many input tokens they stand for); proportional attention adds
 ``log(size)`` to the attention logits so a merged token counts as many times as it has members.
 
-``apply_tome(tower, r)`` patches, in place and undoably, a transformer whose blocks have ``ln_1, attn,
-ln_2, mlp`` (open_clip's ``ResidualAttentionBlock``, X-CLIP's cross-frame blocks, :class:`ToMeBlock`); :class:`ToMeTransformer` is a small
-transformer that merges in every layer (the SimVLG connector).
+``apply_tome(blocks, r)`` sets, undoably, the merge hook of ``videolm.nn.transformer.Block`` s (the
+documented interface of the one block; X-CLIP's cross-frame messages join the attention as its extra
+tokens); :class:`ToMeTransformer` is a small transformer that merges in every layer (SimVLG's connector).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .attention import MultiheadAttention, self_attention_with_keys
+from .transformer import Block
 
 Merge = Callable[..., torch.Tensor]
 
@@ -105,132 +105,94 @@ class ToMeState:
     cls_token: bool = True
     prop_attn: bool = True
     trace_source: bool = False
+    reset_each_forward: bool = True
     size: torch.Tensor | None = None
     source: torch.Tensor | None = None
-    _transformer: nn.Module | None = field(default=None, repr=False)
+    _blocks: list | None = field(default=None, repr=False)
 
     def reset(self, size: torch.Tensor | None = None) -> None:
         self.size, self.source = size, None
 
     def remove(self) -> None:
         """Undo :func:`apply_tome`."""
-        if self._transformer is not None:
-            remove_tome(self._transformer)
+        if self._blocks is not None:
+            remove_tome(self._blocks)
 
 
-def tome_block_forward(
-    block: nn.Module, x: torch.Tensor, r: int, state: ToMeState, num_frames: int | None = None
-) -> torch.Tensor:
-    """One pre-LN block (``ln_1, attn, ln_2, mlp``; optional ``ls_1, ls_2`` layer scales or a
-    ``drop_path``) with proportional attention and ``r`` merges between the attention and the MLP.
+class TokenMerge:
+    """The ``Block.merge`` hook of one block (see ``videolm.nn.transformer``): proportional attention
+    from the sizes so far, then ``r`` merges on the block's attention keys."""
 
-    With ``num_frames`` the block is X-CLIP's cross-frame block (``message_fc, message_ln,
-    message_attn``): each frame's message token joins its attention (size 1) and leaves before the
-    merge. Updates ``state`` (sizes, sources).
-    """
-    ls_1 = getattr(block, "ls_1", getattr(block, "drop_path", nn.Identity()))
-    ls_2 = getattr(block, "ls_2", getattr(block, "drop_path", nn.Identity()))
-    n, size = x.shape[1], state.size
-    tokens = x
-    if num_frames is not None:
-        msg = rearrange(block.message_fc(x[:, 0]), "(b t) d -> b t d", t=num_frames)
-        msg = msg + ls_1(block.message_attn(block.message_ln(msg)))
-        tokens = torch.cat([x, rearrange(msg, "b t d -> (b t) 1 d")], dim=1)
-        if size is not None:
-            size = torch.cat([size, size.new_ones(size.shape[0], 1, 1)], dim=1)
-    mask = None
-    if state.prop_attn and size is not None:
-        mask = rearrange(size.log(), "b n 1 -> b 1 1 n")
-    out, keys = self_attention_with_keys(block.attn, block.ln_1(tokens), mask)
-    x = x + ls_1(out[:, :n])
-    if r > 0:
-        merge = bipartite_soft_matching(keys[:, :, :n].mean(dim=1), r, state.cls_token)
+    def __init__(self, state: ToMeState, layer: int):
+        self.state, self.layer = state, layer
+
+    def attention_mask(self, x: torch.Tensor, extra: int) -> torch.Tensor | None:
+        if self.layer == 0 and self.state.reset_each_forward:
+            self.state.reset()
+        size = self.state.size
+        if not self.state.prop_attn or size is None:
+            return None
+        bias = size.log()
+        if extra:  # tokens that join the attention only (X-CLIP's messages) stand for themselves
+            bias = torch.cat([bias, bias.new_zeros(bias.shape[0], extra, 1)], dim=1)
+        return rearrange(bias, "b n 1 -> b 1 1 n")
+
+    def __call__(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        state, r = self.state, self.state.r[self.layer]
+        if r <= 0:
+            return x
+        merge = bipartite_soft_matching(keys.mean(dim=1), r, state.cls_token)
         if state.trace_source:
             state.source = merge_source(merge, x, state.source)
         x, state.size = merge_wavg(merge, x, state.size)
-    return x + ls_2(block.mlp(block.ln_2(x)))
+        return x
 
 
-def _find_transformer(model: nn.Module) -> nn.Module:
-    clip = getattr(model, "clip", model)
-    for candidate in (getattr(getattr(clip, "visual", None), "transformer", None),
-                      getattr(model, "transformer", None), model):
-        if candidate is not None and hasattr(candidate, "resblocks"):
-            return candidate
-    raise TypeError(f"{type(model).__name__}: no transformer with `resblocks` to merge tokens in")
+def _blocks(model) -> list[Block]:
+    blocks = getattr(model, "vision_blocks", model)
+    blocks = list(blocks) if isinstance(blocks, (list, tuple, nn.ModuleList)) else []
+    if not blocks or not all(isinstance(b, Block) for b in blocks):
+        raise TypeError(f"{type(model).__name__}: token merging needs videolm.nn.transformer.Block blocks "
+                        "(a sequence of them, or a model with `vision_blocks`; "
+                        "videolm.backbones.clip.vision_blocks(clip) gives an open_clip tower's)")
+    return blocks
 
 
 def apply_tome(
-    model: nn.Module,
+    model,
     r: int | Sequence[int],
     mode: str = "constant",
     prop_attn: bool = True,
     trace_source: bool = False,
     cls_token: bool = True,
 ) -> ToMeState:
-    """Patch a vision transformer in place to merge ``r`` tokens per block; returns its state.
+    """Make the blocks of ``model`` merge ``r`` tokens each; returns the merging state.
 
-    ``model`` is an ``open_clip.CLIP`` or its ``visual`` tower, an X-CLIP (``videolm.models.xclip``),
-    or a transformer with ``resblocks`` whose blocks have ``ln_1, attn, ln_2, mlp`` (batch-first).
-    The first block starts a new forward. After a forward, ``state.size`` holds the token sizes and,
-    with ``trace_source``, ``state.source`` which input tokens each output token merges. A block with
-    nothing to merge and no sizes yet runs its own forward unchanged, so r = 0 gives exactly the
-    unpatched outputs. Undo with ``state.remove()`` or :func:`remove_tome`.
+    ``model`` is a sequence of :class:`~videolm.nn.transformer.Block` or has ``vision_blocks`` (X-CLIP,
+    SimVLG; ``videolm.backbones.clip.vision_blocks(clip)`` for an open_clip tower). The first block
+    starts a new forward. After a forward, ``state.size`` holds the token sizes and, with
+    ``trace_source``, ``state.source`` which input tokens each output token merges. With r = 0 the
+    outputs are exactly the unpatched ones. Undo with ``state.remove()`` or :func:`remove_tome`.
     """
-    transformer = _find_transformer(model)
-    if hasattr(transformer, "_tome"):
-        raise RuntimeError(f"{type(transformer).__name__} already has token merging applied")
-    if not getattr(transformer, "batch_first", True):
-        raise ValueError("token merging needs a batch-first transformer")
-    if getattr(transformer, "grad_checkpointing", False) or getattr(model, "grad_checkpointing", False):
+    blocks = _blocks(model)
+    if any(b.merge is not None for b in blocks):
+        raise RuntimeError("token merging is already applied to these blocks")
+    if getattr(model, "grad_checkpointing", False):
         raise ValueError("token merging cannot run with activation checkpointing; turn it off first")
-    blocks = list(transformer.resblocks)
     state = ToMeState(tome_schedule(len(blocks), r, mode), cls_token, prop_attn, trace_source)
-    state._transformer = transformer
-
-    def patched(block: nn.Module, layer: int):
-        plain = block.forward
-        cross_frame = hasattr(block, "message_fc")
-
-        def forward(x: torch.Tensor, *args, **kwargs):
-            if layer == 0:
-                state.reset()
-            if state.r[layer] == 0 and state.size is None:
-                return plain(x, *args, **kwargs)
-            if cross_frame:
-                return tome_block_forward(block, x, state.r[layer], state, *args, **kwargs)
-            if any(a is not None for a in (*args, *kwargs.values())):
-                raise ValueError("token merging supports self-attention without masks only")
-            return tome_block_forward(block, x, state.r[layer], state)
-
-        return forward
-
+    state._blocks = blocks
     for i, block in enumerate(blocks):
-        block.forward = patched(block, i)
-    transformer._tome = state
+        block.merge = TokenMerge(state, i)
     return state
 
 
-def remove_tome(model: nn.Module) -> None:
-    """Undo :func:`apply_tome` on ``model`` (or on the transformer found in it)."""
-    transformer = _find_transformer(model)
-    if not hasattr(transformer, "_tome"):
-        raise RuntimeError(f"{type(transformer).__name__} has no token merging to remove")
-    for block in transformer.resblocks:
-        del block.forward
-    del transformer._tome
-
-
-class ToMeBlock(nn.Module):
-    """Pre-LN transformer block (open_clip's attribute names) for :class:`ToMeTransformer`."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
-        super().__init__()
-        hidden = int(dim * mlp_ratio)
-        self.ln_1 = nn.LayerNorm(dim)
-        self.attn = MultiheadAttention(dim, num_heads, dropout=dropout)
-        self.ln_2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+def remove_tome(model) -> None:
+    """Undo :func:`apply_tome` on ``model`` (the same argument it was given)."""
+    blocks = _blocks(model)
+    if all(b.merge is None for b in blocks):
+        raise RuntimeError("these blocks have no token merging to remove")
+    for block in blocks:
+        block.merge = None
 
 
 class ToMeTransformer(nn.Module):
@@ -252,15 +214,17 @@ class ToMeTransformer(nn.Module):
         prop_attn: bool = True,
     ):
         super().__init__()
-        self.resblocks = nn.ModuleList(ToMeBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
-        self.state = ToMeState(tome_schedule(depth, r, mode), cls_token, prop_attn)
+        self.resblocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.state = ToMeState(tome_schedule(depth, r, mode), cls_token, prop_attn, reset_each_forward=False)
+        for i, block in enumerate(self.resblocks):
+            block.merge = TokenMerge(self.state, i)
 
     def forward(
         self, x: torch.Tensor, size: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self.state.reset(size)
-        for block, r in zip(self.resblocks, self.state.r):
-            x = tome_block_forward(block, x, r, self.state)
+        for block in self.resblocks:
+            x = block(x)
         size = self.state.size if self.state.size is not None else x.new_ones(*x.shape[:2], 1)
         return x, size
 
@@ -289,24 +253,3 @@ def temporal_merge(
         size = x.new_ones(*x.shape[:2], 1)
     x = rearrange(x, "(b n) t d -> b (t n) d", n=n)
     return x, rearrange(size, "(b n) t one -> b (t n) one", n=n)
-
-
-class TemporalAttention(nn.Module):
-    """SimVLG's temporal module: each spatial position attends across the frames, gated by a scalar
-    initialised at 0 (and a frame embedding initialised at 0), so a video model starts as its image
-    model applied to every frame. ``forward(x)`` maps ``(b, t, n, dim)`` to the same shape."""
-
-    def __init__(self, dim: int, num_heads: int, max_frames: int = 64):
-        super().__init__()
-        self.frame_embed = nn.Parameter(torch.zeros(max_frames, dim))
-        self.norm = nn.LayerNorm(dim)
-        self.attn = MultiheadAttention(dim, num_heads)
-        self.gate = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, n, _ = x.shape
-        if t > self.frame_embed.shape[0]:
-            raise ValueError(f"{t} frames exceed the temporal module's max_frames {self.frame_embed.shape[0]}")
-        x = x + rearrange(self.frame_embed[:t], "t d -> 1 t 1 d")
-        y = self.attn(self.norm(rearrange(x, "b t n d -> (b n) t d")))
-        return x + self.gate * rearrange(y, "(b n) t d -> b t n d", b=b)
