@@ -70,5 +70,5 @@ def test_few_shot_subset(corpus):
 
 def test_unknown_label_name_is_an_error(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"video": "a.mp4", "label_name": "zebra"}\n')
-    with pytest.raises(ValueError, match="m.jsonl: label 'zebra'"):
+    with pytest.raises(ValueError, match="m.jsonl:1: label 'zebra'"):
         VideoDataset(tmp_path / "m.jsonl", class_names=["cat", "dog"])
