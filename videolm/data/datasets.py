@@ -37,11 +37,11 @@ def _check_label(label, where: str, num_classes: int | None) -> None:
             raise ManifestError(where, None, f"label {value} is out of range (expected {bound})")
 
 
-def _label_of(record: dict, class_index: dict[str, int] | None, where: str):
+def _label_of(record: dict, class_names: list[str] | None, class_index: dict[str, int] | None, where: str):
     """The record's integer label (or list of labels), checked against the class list when there is one."""
     label = record.get("label")
     if isinstance(label, (int, list)) and not isinstance(label, bool):
-        _check_label(label, where, len(class_index) if class_index else None)
+        _check_label(label, where, len(class_names) if class_names else None)
         return label
     name = record.get("label_name", label)
     if name is None:
@@ -100,7 +100,7 @@ class VideoDataset(Dataset):
             raise ManifestError(self.source, None, "no samples")
         self.class_names = class_names
         index = {n: i for i, n in enumerate(class_names)} if class_names else None
-        self.labels = [_label_of(r, index, self.records.where(i)) for i, r in enumerate(self.records)]
+        self.labels = [_label_of(r, class_names, index, self.records.where(i)) for i, r in enumerate(self.records)]
         self.num_frames = None if fps is not None else num_frames
         self.fps, self.min_frames, self.max_frames = fps, min_frames, max_frames
         self.sampler, self.frame_interval = sampler, frame_interval
