@@ -59,8 +59,8 @@ class DecodeErrorReport(pl.Callback):
         self._report(trainer, "train", f"epoch {trainer.current_epoch} (train)")
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        label = "sanity check (validation)" if trainer.sanity_checking else f"epoch {trainer.current_epoch} (validation)"
-        self._report(trainer, "validation", label)
+        epoch = "sanity check" if trainer.sanity_checking else f"epoch {trainer.current_epoch}"
+        self._report(trainer, "validation", f"{epoch} (validation)")
 
     def on_test_epoch_end(self, trainer, pl_module):
         self._report(trainer, "test", "test")

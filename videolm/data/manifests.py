@@ -159,7 +159,8 @@ def read_list(path: str | Path) -> Manifest:
     records, lines = [], []
     for n, parts in rows:
         if len(parts) < (3 if rawframes else 2):
-            raise ManifestError(path, n, "expected 'frame_dir total_frames label'" if rawframes else "expected 'path label'")
+            expected = "'frame_dir total_frames label'" if rawframes else "'path label'"
+            raise ManifestError(path, n, f"expected {expected}")
         record = {"video": parts[0]}
         if rawframes:
             try:

@@ -99,7 +99,8 @@ def window_frames(info, start: float | None = None, end: float | None = None) ->
     first = 0 if start is None else math.ceil(start * fps - eps)
     stop = n if end is None else min(n, math.ceil(end * fps - eps))
     if first >= stop:
-        raise ValueError(f"window [{start}, {end}) s holds no frame of a {n / fps:.3f} s video ({n} frames at {fps:g} fps)")
+        raise ValueError(
+            f"window [{start}, {end}) s holds no frame of a {n / fps:.3f} s video ({n} frames at {fps:g} fps)")
     return first, stop
 
 
