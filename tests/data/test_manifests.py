@@ -139,3 +139,14 @@ def test_rawframe_lists(tmp_path):
     p.write_text("frames/a 120 3\nframes/b 64\n")
     with pytest.raises(ManifestError, match="rawframes.txt:2: expected 'frame_dir total_frames label'"):
         read_manifest(p)
+
+
+def test_json_list(tmp_path):
+    (tmp_path / "i.json").write_text('[{"video": "a.mp4", "conversations": []},\n {"video": "b.mp4", "end": 3}]')
+    assert read_manifest(tmp_path / "i.json") == [{"video": "a.mp4", "conversations": []}, {"video": "b.mp4", "end": 3.0}]
+    (tmp_path / "i.json").write_text('[{"video": "a.mp4"},\n {"path": "b.mp4"}]')
+    with pytest.raises(ManifestError, match='i.json: item 1 of the list: expected an object with a "video"'):
+        read_manifest(tmp_path / "i.json")
+    (tmp_path / "i.json").write_text('[{"video": "a.mp4"},\n {"video": }]')
+    with pytest.raises(ManifestError, match="i.json:2: invalid JSON"):
+        read_manifest(tmp_path / "i.json")

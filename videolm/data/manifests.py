@@ -1,6 +1,6 @@
 """Manifest formats: each reader returns a :class:`Manifest` (a list of dicts with at least ``"video"``).
 
-- JSONL (``.jsonl``): one JSON object per line with ``video`` plus any of ``label``, ``label_name``,
+- JSONL (``.jsonl``, or ``.json`` holding one JSON list of objects): one JSON object per line with ``video`` plus any of ``label``, ``label_name``,
   ``caption``, ``question``/``answer``, ``qa``, ``transcript``, ``start``/``end`` (a time window in
   seconds), ...
 - CSV / TSV with a header (``.csv``, ``.tsv``): a ``video`` (or ``path``) column; the Kinetics CSV
@@ -84,8 +84,20 @@ def _check_window(record: dict, path, n: int) -> dict:
 
 
 def read_jsonl(path: str | Path) -> Manifest:
+    """JSON Lines; a ``.json`` file holding one JSON list of objects (LLaVA style) is read too."""
+    text = read_text(path)
+    if Path(path).suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ManifestError(path, e.lineno, f"invalid JSON ({e.msg})") from None
+        for k, record in enumerate(items):
+            if not isinstance(record, dict) or not isinstance(record.get("video"), str):
+                raise ManifestError(path, None, f'item {k} of the list: expected an object with a "video" path')
+            _check_window(record, f"{path} (item {k})", None)
+        return Manifest(items, path)
     records, lines = [], []
-    for n, line in enumerate(read_text(path).splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
