@@ -28,7 +28,7 @@ def lightning_main(args: list[str] | None = None) -> None:
 
 
 def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="datasets: generate the synthetic corpus")
+    p = sub.add_parser("data", help="datasets: generate the synthetic corpus, check a manifest's videos")
     dsub = p.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("synthetic", help="write the synthetic video corpus (mp4 + JSONL manifests)")
     s.add_argument("--out", required=True, help="output folder")
@@ -41,6 +41,34 @@ def _add_data(sub) -> None:
         generate_corpus(a.out, videos=a.videos, seed=a.seed)
 
     s.set_defaults(func=run)
+
+    c = dsub.add_parser("check", help="probe every video of a manifest or folder; list the bad ones (exit 1 if any)")
+    c.add_argument("source", metavar="MANIFEST_OR_FOLDER", help="manifest (jsonl/csv/tsv/txt) or folder of videos")
+    c.add_argument("--workers", type=int, default=None, help="processes (default: the CPU count)")
+    c.add_argument("--write-clean", metavar="OUT.jsonl", help="write the rows whose video is good")
+    c.add_argument("--root", help="folder the manifest's paths are relative to (default: its folder)")
+    c.add_argument("--full", action="store_true", help="decode every frame (default: first, middle, last)")
+    c.add_argument("--backend", default="auto", choices=["auto", "pyav", "decord"])
+
+    def check(a):
+        from videolm.data.check import check_videos, write_clean
+        from videolm.data.manifests import ManifestError
+
+        try:
+            records, root, reasons = check_videos(a.source, a.workers, a.root, a.backend, a.full)
+        except (ManifestError, FileNotFoundError) as e:
+            print(f"videolm: error: {e}", file=sys.stderr)
+            return 2
+        bad = [(r, why) for r, why in zip(records, reasons) if why is not None]
+        for r, why in bad:
+            print(f"{r['video']}: {why}")
+        print(f"{len(records)} videos checked, {len(bad)} bad", file=sys.stderr)
+        if a.write_clean:
+            n = write_clean(records, root, reasons, a.write_clean)
+            print(f"wrote {n} good rows to {a.write_clean}", file=sys.stderr)
+        return 1 if bad else 0
+
+    c.set_defaults(func=check)
 
 
 def _infer_args(p) -> None:
@@ -217,7 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        lightning_main(argv)
+        from videolm.data.manifests import ManifestError
+
+        try:
+            lightning_main(argv)
+        except (ManifestError, FileNotFoundError) as e:  # bad data files: one line, not a traceback
+            print(f"videolm: error: {e}", file=sys.stderr)
+            return 2
         return 0
     args = build_parser().parse_args(argv)
     for file in getattr(args, "registry", []):

@@ -65,3 +65,65 @@ def test_bad_arguments():
         segment_indices(10, 0)
     with pytest.raises(ValueError, match="out_of_bound"):
         dense_indices(10, 4, out_of_bound="wrap")
+
+
+# --- sample_indices: by count or by rate, inside a time window -----------------------------------
+
+from videolm.data.sampling import sample_indices, timestamps, window_frames  # noqa: E402
+from videolm.io import VideoInfo  # noqa: E402
+
+
+def info(n, fps):
+    return VideoInfo(num_frames=n, fps=fps, width=64, height=64, duration=n / fps)
+
+
+def test_by_count_matches_the_samplers():
+    assert torch.equal(sample_indices(info(80, 25), num_frames=8), segment_indices(80, 8))
+    assert torch.equal(sample_indices(info(10, 25), num_frames=5, mode="uniform"), uniform_indices(10, 5))
+    dense = sample_indices(info(100, 25), num_frames=8, mode="dense", frame_interval=4, num_clips=3)
+    assert torch.equal(dense, dense_indices(100, 8, 4, 3).flatten())
+
+
+def test_by_rate_one_frame_per_interval():
+    idx = sample_indices(info(300, 30), fps=1)  # 10 s at 1 fps: one frame in the middle of each second
+    assert idx.tolist() == [15 + 30 * k for k in range(10)]
+    assert len(sample_indices(info(300, 30), fps=2)) == 20
+    assert len(sample_indices(info(301, 29.97), fps=0.5)) == 5
+
+
+def test_by_rate_caps():
+    assert len(sample_indices(info(300, 30), fps=2, max_frames=16)) == 16
+    short = sample_indices(info(12, 30), fps=1, min_frames=4)  # 0.4 s: 1 frame at 1 fps, raised to 4
+    assert len(short) == 4 and short.max() < 12
+    tiny = sample_indices(info(2, 30), fps=1, min_frames=4)  # fewer frames than min_frames: repeats
+    assert len(tiny) == 4 and set(tiny.tolist()) <= {0, 1}
+
+
+def test_window_keeps_frames_inside():
+    v = info(300, 30)
+    assert window_frames(v, 2, 5) == (60, 150)
+    assert window_frames(v, None, 99) == (0, 300)
+    for kw in (dict(num_frames=8), dict(fps=2), dict(num_frames=4, mode="dense", num_clips=2)):
+        for train in (False, True):
+            idx = sample_indices(v, start=2.0, end=5.0, train=train, **kw)
+            assert idx.min() >= 60 and idx.max() < 150, (kw, idx)
+    assert len(sample_indices(v, fps=2, start=2.0, end=5.0)) == 6  # the window's 3 s, not the video's 10
+    assert (timestamps(sample_indices(v, fps=1, start=2, end=5), 30) - torch.tensor([2.5, 3.5, 4.5])).abs().max() < 1e-6
+
+
+def test_sample_indices_errors():
+    v = info(300, 30)
+    with pytest.raises(ValueError, match="exactly one of num_frames"):
+        sample_indices(v)
+    with pytest.raises(ValueError, match="exactly one of num_frames"):
+        sample_indices(v, num_frames=8, fps=2)
+    with pytest.raises(ValueError, match="not 'dense'"):
+        sample_indices(v, fps=2, mode="dense")
+    with pytest.raises(ValueError, match="holds no frame"):
+        sample_indices(v, num_frames=8, start=10.0)
+    with pytest.raises(ValueError, match="must be after its start"):
+        sample_indices(v, num_frames=8, start=3, end=2)
+    with pytest.raises(ValueError, match="min_frames"):
+        sample_indices(v, fps=2, min_frames=8, max_frames=4)
+    with pytest.raises(ValueError, match="fps must be > 0"):
+        sample_indices(v, fps=0)

@@ -5,49 +5,102 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from videolm.data.datasets import VideoDataset, collate
-from videolm.data.manifests import read_class_names
+from videolm.data.manifests import KINETICS_CLIPS, read_class_names
 from videolm.data.transforms import VideoTransform
 
 
 class DecodeErrorReport(pl.Callback):
-    """Counts samples that failed to decode and reports them at the end of each epoch."""
+    """Counts the samples that failed to decode, per stage, and reports them at the end of each epoch.
+
+    Each stage (``train``, ``validation``, ``test``, ``predict``) keeps its own list, so failures of the
+    training samples are reported as training's even when validation runs in the middle of a training
+    epoch. Every report is also kept in ``reports`` (``{"stage", "epoch", "errors"}``).
+    """
+
+    STAGES = ("train", "validation", "test", "predict")
 
     def __init__(self):
-        self.errors: list[str] = []
+        self.errors: dict[str, list[str]] = {stage: [] for stage in self.STAGES}
+        self.reports: list[dict] = []
+
+    def _collect(self, stage: str, batch) -> None:
+        if isinstance(batch, dict):
+            self.errors[stage].extend(batch.get("errors", []))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.errors.extend(batch.get("errors", []))
+        self._collect("train", batch)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self.errors.extend(batch.get("errors", []))
+        self._collect("validation", batch)
 
-    on_test_batch_end = on_validation_batch_end
-    on_predict_batch_end = on_validation_batch_end
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._collect("test", batch)
 
-    def _report(self, trainer, stage: str):
-        if self.errors and trainer.is_global_zero:
-            shown = "; ".join(self.errors[:5]) + (" ..." if len(self.errors) > 5 else "")
-            rank_zero_warn(f"{stage}: {len(self.errors)} sample(s) failed to decode and were skipped: {shown}")
-        self.errors = []
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._collect("predict", batch)
+
+    def _report(self, trainer, stage: str, label: str) -> None:
+        errors, self.errors[stage] = self.errors[stage], []
+        if not errors:
+            return
+        self.reports.append({"stage": stage, "epoch": trainer.current_epoch, "errors": errors})
+        if trainer.is_global_zero:
+            shown = "; ".join(errors[:5]) + (" ..." if len(errors) > 5 else "")
+            rank_zero_warn(f"{label}: {len(errors)} sample(s) failed to decode and were skipped: {shown}")
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self._report(trainer, f"epoch {trainer.current_epoch} (train)")
+        self._report(trainer, "train", f"epoch {trainer.current_epoch} (train)")
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        if not trainer.sanity_checking:
-            self._report(trainer, f"epoch {trainer.current_epoch} (validation)")
+        epoch = "sanity check" if trainer.sanity_checking else f"epoch {trainer.current_epoch}"
+        self._report(trainer, "validation", f"{epoch} (validation)")
 
     def on_test_epoch_end(self, trainer, pl_module):
-        self._report(trainer, "test")
+        self._report(trainer, "test", "test")
 
     def on_predict_epoch_end(self, trainer, pl_module):
-        self._report(trainer, "predict")
+        self._report(trainer, "predict", "predict")
+
+
+def register_error_report(trainer) -> DecodeErrorReport | None:
+    """Add a :class:`DecodeErrorReport` to ``trainer``'s callbacks unless it has one; return it.
+
+    Every data module calls this from ``setup`` (``trainer`` is None outside a Trainer: nothing to do).
+    """
+    if trainer is None:
+        return None
+    for callback in trainer.callbacks:
+        if isinstance(callback, DecodeErrorReport):
+            return callback
+    report = DecodeErrorReport()
+    trainer.callbacks.append(report)
+    return report
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int = 0,
+    shuffle: bool = False,
+    drop_last: bool = False,
+    collate_fn: Callable = collate,
+) -> DataLoader:
+    """The data loader of every data module: ``collate`` (failed samples carried in ``batch["errors"]``
+    for :class:`DecodeErrorReport`), persistent workers when there are any. An iterable dataset (e.g.
+    streamed shards) shuffles itself, so ``shuffle`` is not passed to it."""
+    if isinstance(dataset, IterableDataset):
+        shuffle = False
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, collate_fn=collate_fn,
+        persistent_workers=num_workers > 0, drop_last=drop_last,
+    )
 
 
 def few_shot_subset(dataset: VideoDataset, shots: int, seed: int = 0) -> Subset:
@@ -70,6 +123,10 @@ class VideoDataModule(pl.LightningDataModule):
         root: folder the manifests' video paths are relative to (default: each manifest's folder).
         classes: class list file (one name a line); default ``classes.txt`` next to the train manifest.
         num_frames: frames per clip; sampler: ``segment`` (TSN), ``uniform`` or ``dense``.
+        fps: sample at this rate instead of ``num_frames`` frames (T varies: batches are padded and carry
+            ``frame_mask``), at least ``min_frames`` and at most ``max_frames`` per clip.
+        kinetics_pattern: file names of Kinetics CSV rows; without ``{time_start}`` (``{youtube_id}.mp4``)
+            the files are whole videos and frames come from the row's time window.
         image_size, mean: crop size and normalisation (``clip`` or ``imagenet``).
         test_num_clips, test_num_crops: multi-view testing (views averaged by the model).
         few_shot: if set, train on this many examples per class (drawn with ``seed``).
@@ -85,6 +142,9 @@ class VideoDataModule(pl.LightningDataModule):
         root: str | None = None,
         classes: str | None = None,
         num_frames: int = 8,
+        fps: float | None = None,
+        min_frames: int = 1,
+        max_frames: int | None = None,
         sampler: str = "segment",
         frame_interval: int = 1,
         image_size: int = 224,
@@ -100,6 +160,7 @@ class VideoDataModule(pl.LightningDataModule):
         num_workers: int = 2,
         backend: str = "auto",
         on_error: str = "skip",
+        kinetics_pattern: str = KINETICS_CLIPS,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -122,6 +183,7 @@ class VideoDataModule(pl.LightningDataModule):
         return self._class_names
 
     def make_dataset(self, split: str) -> VideoDataset:
+        """The one place where the dataset of a split is built."""
         h = self.hparams
         train = split == "train"
         test_views = split in ("test", "predict")
@@ -133,16 +195,15 @@ class VideoDataModule(pl.LightningDataModule):
             self.manifests[split], root=h.root, num_frames=h.num_frames, sampler=h.sampler,
             frame_interval=h.frame_interval, num_clips=h.test_num_clips if test_views else 1,
             transform=transform, train=train, class_names=self.class_names, backend=h.backend,
-            on_error=h.on_error,
+            on_error=h.on_error, fps=h.fps, min_frames=h.min_frames, max_frames=h.max_frames,
+            kinetics_pattern=h.kinetics_pattern,
         )
 
     def setup(self, stage: str | None = None) -> None:
         for split, manifest in self.manifests.items():
             if manifest and split not in self.datasets:
                 self.datasets[split] = self.make_dataset(split)
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and not any(isinstance(c, DecodeErrorReport) for c in trainer.callbacks):
-            trainer.callbacks.append(DecodeErrorReport())
+        register_error_report(getattr(self, "trainer", None))
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         if split not in self.datasets:
@@ -150,11 +211,7 @@ class VideoDataModule(pl.LightningDataModule):
         dataset = self.datasets[split]
         if split == "train" and self.hparams.few_shot:
             dataset = few_shot_subset(dataset, self.hparams.few_shot, self.hparams.seed)
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=workers,
-            collate_fn=collate, persistent_workers=workers > 0, drop_last=False,
-        )
+        return make_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, shuffle=shuffle)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

@@ -1,9 +1,15 @@
 """Map-style video datasets over manifests.
 
 A sample is a dict: ``video`` float ``(T, C, H, W)`` (or ``(V, T, C, H, W)`` with several test views),
-``label`` (when known), ``index``, ``path`` and the manifest's other fields. A sample that fails to decode
-is skipped (``on_error="skip"``: dropped from its batch and counted), replaced by the next good sample
-(``"replace"``) or raised (``"raise"``); :func:`collate` carries the failures to the main process.
+its frame metadata ``frame_indices`` (long, ``(T,)``; ``(num_clips, T)`` with several clips),
+``timestamps`` (float seconds, same shape: ``index / fps``, i.e. times in the file, so a window's offset
+is included) and ``fps`` (the video's), ``label`` (when known), ``index``, ``path`` and the manifest's
+other fields. Frames come by count (``num_frames``) or by rate (``fps`` with ``min_frames`` /
+``max_frames``), only from inside the row's ``start`` / ``end`` window when it has one.
+
+A sample that fails to decode is skipped (``on_error="skip"``: dropped from its batch and counted),
+replaced by the next good sample (``"replace"``) or raised (``"raise"``); :func:`collate` carries the
+failures to the main process.
 """
 
 from __future__ import annotations
@@ -14,31 +20,54 @@ from typing import Callable
 import torch
 from torch.utils.data import Dataset
 
-from videolm.data.manifests import read_manifest
-from videolm.data.sampling import dense_indices, segment_indices, uniform_indices
+from videolm.data.manifests import KINETICS_CLIPS, Manifest, ManifestError, read_manifest
+from videolm.data.sampling import MODES, sample_indices, timestamps
 from videolm.io import VideoDecodeError, VideoReader
 
-SAMPLERS = ("segment", "uniform", "dense")
+SAMPLERS = MODES
 ON_ERROR = ("skip", "replace", "raise")
 
 
-def _label_of(record: dict, class_index: dict[str, int] | None, source) -> int | None:
-    if "label" in record and isinstance(record["label"], int):
-        return record["label"]
-    name = record.get("label_name", record.get("label"))
+def _check_label(label, where: str, num_classes: int | None) -> None:
+    for value in label if isinstance(label, list) else [label]:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ManifestError(where, None, f"label must be an integer, got {value!r}")
+        if value < 0 or (num_classes is not None and value >= num_classes):
+            bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+            raise ManifestError(where, None, f"label {value} is out of range (expected {bound})")
+
+
+def _label_of(record: dict, class_names: list[str] | None, class_index: dict[str, int] | None, where: str):
+    """The record's integer label (or list of labels), checked against the class list when there is one."""
+    label = record.get("label")
+    if isinstance(label, (int, list)) and not isinstance(label, bool):
+        _check_label(label, where, len(class_names) if class_names else None)
+        return label
+    name = record.get("label_name", label)
     if name is None:
         return None
     if class_index is None or name not in class_index:
-        raise ValueError(f"{source}: label {name!r} of {record['video']} is not in the class list")
+        raise ManifestError(where, None, f"label {name!r} of {record['video']} is not in the class list")
     return class_index[name]
 
 
 class VideoDataset(Dataset):
+    """Clips of the videos a manifest lists.
+
+    Args:
+        manifest: a manifest file (see :mod:`videolm.data.manifests`) or a list of records.
+        num_frames: frames per clip when sampling by count; fps: sample at this rate instead (overrides
+            ``num_frames``; T then varies between videos, ``collate`` pads), with ``min_frames`` /
+            ``max_frames`` caps.
+        sampler: ``segment`` (TSN), ``uniform`` or ``dense`` (``frame_interval``, ``num_clips``).
+        kinetics_pattern: file names of Kinetics CSV rows (see :func:`read_manifest`).
+    """
+
     def __init__(
         self,
         manifest: str | Path | list[dict],
         root: str | Path | None = None,
-        num_frames: int = 8,
+        num_frames: int | None = 8,
         sampler: str = "segment",
         frame_interval: int = 1,
         num_clips: int = 1,
@@ -47,23 +76,34 @@ class VideoDataset(Dataset):
         class_names: list[str] | None = None,
         backend: str = "auto",
         on_error: str = "skip",
+        fps: float | None = None,
+        min_frames: int = 1,
+        max_frames: int | None = None,
+        kinetics_pattern: str = KINETICS_CLIPS,
     ):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if fps is None and num_frames is None:
+            raise ValueError("give num_frames (sampling by count) or fps (sampling by rate)")
+        if fps is not None and (sampler == "dense" or num_clips > 1):
+            raise ValueError("sampling by fps takes one clip with sampler 'segment' or 'uniform'")
         if isinstance(manifest, (str, Path)):
-            self.source = str(manifest)
-            self.records = read_manifest(manifest)
+            self.records = read_manifest(manifest, kinetics_pattern=kinetics_pattern)
             self.root = Path(root) if root is not None else Path(manifest).parent
         else:
-            self.source = "<records>"
-            self.records = list(manifest)
+            self.records = manifest if isinstance(manifest, Manifest) else Manifest(manifest)
             self.root = Path(root) if root is not None else Path(".")
+        self.source = self.records.path
+        if not self.records:
+            raise ManifestError(self.source, None, "no samples")
         self.class_names = class_names
         index = {n: i for i, n in enumerate(class_names)} if class_names else None
-        self.labels = [_label_of(r, index, self.source) for r in self.records]
-        self.num_frames, self.sampler, self.frame_interval = num_frames, sampler, frame_interval
+        self.labels = [_label_of(r, class_names, index, self.records.where(i)) for i, r in enumerate(self.records)]
+        self.num_frames = None if fps is not None else num_frames
+        self.fps, self.min_frames, self.max_frames = fps, min_frames, max_frames
+        self.sampler, self.frame_interval = sampler, frame_interval
         self.num_clips, self.transform, self.train = num_clips, transform, train
         self.backend, self.on_error = backend, on_error
 
@@ -74,28 +114,36 @@ class VideoDataset(Dataset):
         p = Path(self.records[i]["video"])
         return p if p.is_absolute() else self.root / p
 
-    def indices(self, num_frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.sampler == "segment":
-            return segment_indices(num_frames, self.num_frames, train=self.train, generator=generator)
-        if self.sampler == "uniform":
-            return uniform_indices(num_frames, self.num_frames)
-        clips = dense_indices(num_frames, self.num_frames, self.frame_interval, self.num_clips,
-                              train=self.train, generator=generator)
-        return clips.flatten()
+    def indices(self, info, record: dict | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Frame indices for a video with ``info`` (``VideoInfo``), inside ``record``'s window."""
+        record = record or {}
+        return sample_indices(
+            info, num_frames=self.num_frames, fps=self.fps, min_frames=self.min_frames, max_frames=self.max_frames,
+            start=record.get("start"), end=record.get("end"), mode=self.sampler, train=self.train,
+            frame_interval=self.frame_interval, num_clips=self.num_clips, generator=generator,
+        )
 
     def load(self, i: int) -> dict:
-        path = self.path(i)
+        path, record = self.path(i), self.records[i]
         # Training randomness comes from torch's global RNG, which Lightning seeds per worker.
         with VideoReader(path, backend=self.backend) as reader:
-            frames = reader.get_frames(self.indices(len(reader), None).tolist())
+            info = reader.info
+            try:
+                idx = self.indices(info, record)
+            except ValueError as e:  # a window outside the video: this sample is unusable, not the run
+                raise VideoDecodeError(path, str(e)) from None
+            frames = reader.get_frames(idx.tolist())
         if self.transform is not None:
-            clips = frames.split(self.num_frames) if self.num_clips > 1 else [frames]
+            clips = frames.split(len(idx) // self.num_clips) if self.num_clips > 1 else [frames]
             views = [self.transform(c) for c in clips]
             video = torch.cat([v if v.dim() == 5 else v[None] for v in views]) if len(views) > 1 else views[0]
         else:
             video = frames
-        sample = {k: v for k, v in self.records[i].items() if k not in ("video", "label")}
-        sample.update(video=video, index=i, path=str(path))
+        if self.num_clips > 1:
+            idx = idx.view(self.num_clips, -1)
+        sample = {k: v for k, v in record.items() if k not in ("video", "label")}
+        sample.update(video=video, frame_indices=idx, timestamps=timestamps(idx, info.fps), fps=float(info.fps),
+                      index=i, path=str(path))
         if self.labels[i] is not None:
             sample["label"] = self.labels[i]
         return sample
@@ -117,21 +165,50 @@ class VideoDataset(Dataset):
         return {"errors": errors}
 
 
+def _pad_stack(values: list[torch.Tensor], dim: int, length: int, fill) -> torch.Tensor:
+    """Stack tensors that differ only in size along ``dim``, padding each at its end with ``fill``."""
+    padded = []
+    for v in values:
+        missing = length - v.shape[dim]
+        if missing:
+            shape = list(v.shape)
+            shape[dim] = missing
+            v = torch.cat([v, v.new_full(shape, fill)], dim)
+        padded.append(v)
+    return torch.stack(padded)
+
+
 def collate(samples: list[dict]) -> dict:
-    """Stack videos and labels; keep other fields as lists; drop failed samples into ``errors``."""
+    """Stack videos, labels and frame metadata; keep other fields as lists; drop failed samples into
+    ``errors``.
+
+    Clips of different lengths (sampling by fps) are padded at the end to the longest: ``video`` with
+    zeros, ``frame_indices`` with -1, ``timestamps`` with 0. ``frame_mask (B, T)`` (bool, always present
+    with ``video``) is True on real frames, False on padding. ``timestamps`` is ``(B, T)`` (``(B, clips,
+    T)`` with several clips), ``fps`` ``(B,)``.
+    """
     errors = [e for s in samples for e in s.get("errors", [])]
     good = [s for s in samples if "video" in s]
     batch: dict = {"errors": errors}
     if not good:
         return batch
+    videos = [s["video"] for s in good]
+    time_dim = videos[0].dim() - 4  # (T, ...) or (V, T, ...): T is 4th from the end
+    lengths = [v.shape[time_dim] for v in videos]
+    longest = max(lengths)
     for key in good[0]:
         if key == "errors":
             continue
         values = [s.get(key) for s in good]
         if key == "video":
-            batch[key] = torch.stack(values)
+            batch[key] = _pad_stack(values, time_dim, longest, 0)
+        elif key in ("frame_indices", "timestamps") and all(isinstance(v, torch.Tensor) for v in values):
+            batch[key] = _pad_stack(values, -1, longest, -1 if key == "frame_indices" else 0)
+        elif key == "fps" and all(isinstance(v, float) for v in values):
+            batch[key] = torch.tensor(values, dtype=torch.float64)
         elif key in ("label", "index") and all(isinstance(v, int) for v in values):
             batch[key] = torch.tensor(values)
         else:
             batch[key] = values
+    batch["frame_mask"] = torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]
     return batch

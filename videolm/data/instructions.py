@@ -19,9 +19,10 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader
 
-from videolm.data.datasets import VideoDataset, collate
+from videolm.data.datamodule import make_loader, register_error_report
+from videolm.data.datasets import VideoDataset
+from videolm.data.manifests import Manifest, ManifestError, read_text
 from videolm.data.transforms import VideoTransform
 
 _PLACEHOLDER = re.compile(r"<(video|image)>")
@@ -41,25 +42,38 @@ def _turns(record: dict, source: str) -> list[tuple[str, str]]:
     raise ValueError(f"{source}: {record.get('video')}: no 'conversations' or 'QA' field")
 
 
-def read_instructions(path: str | Path) -> list[dict]:
+def read_instructions(path: str | Path) -> Manifest:
     """One record per video: ``{"video", "turns": [[question, answer], ...]}`` (+ the record's id)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: instruction file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        records = json.loads(text) if text.lstrip().startswith("[") else [
-            json.loads(line) for line in text.splitlines() if line.strip()]
-    except ValueError as e:
-        raise ValueError(f"{path}: not JSON or JSON Lines ({e})") from e
-    out = []
-    for r in records:
-        if "video" not in r:
-            raise ValueError(f"{path}: record without 'video': {str(r)[:80]}")
-        turns = [[" ".join(_PLACEHOLDER.sub(" ", q).split()), a.strip()] for q, a in _turns(r, str(path))]
+    text = read_text(path)
+    if text.lstrip().startswith("["):
+        try:
+            records, lines = json.loads(text), None
+        except ValueError as e:
+            raise ManifestError(path, None, f"not JSON or JSON Lines ({e})") from None
+    else:
+        records, lines = [], []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError as e:
+                    raise ManifestError(path, n, f"invalid JSON ({e})") from None
+                lines.append(n)
+    out = Manifest(path=path, lines=[])
+    for k, r in enumerate(records):
+        where = f"{path}:{lines[k]}" if lines else str(path)
+        if not isinstance(r, dict) or "video" not in r:
+            raise ManifestError(where, None, f"record without 'video': {str(r)[:80]}")
+        turns = [[" ".join(_PLACEHOLDER.sub(" ", q).split()), a.strip()] for q, a in _turns(r, where)]
         if not turns:
-            raise ValueError(f"{path}: {r['video']}: no question/answer turns")
+            raise ManifestError(where, None, f"{r['video']}: no question/answer turns")
         out.append({"video": r["video"], "turns": turns, **({"id": r["id"]} if "id" in r else {})})
+        out.lines.append(lines[k] if lines else None)
+    if not out:
+        raise ManifestError(path, None, "instruction file is empty (no records)")
     return out
 
 
@@ -76,7 +90,6 @@ class InstructionDataset(VideoDataset):
             sampler="segment", transform=VideoTransform(image_size, train=False, resize_size=image_size),
             train=train, on_error=on_error, backend=backend,
         )
-        self.source = str(path)
 
     def load(self, i: int) -> dict:
         sample = super().load(i)
@@ -86,21 +99,39 @@ class InstructionDataset(VideoDataset):
 
 
 class InstructionDataModule(pl.LightningDataModule):
-    """Train / val instruction files for :class:`videolm.models.pllava.PLLaVAModule`."""
+    """Train / val instruction files for :class:`videolm.models.pllava.PLLaVAModule`.
+
+    Loaders come from :func:`videolm.data.datamodule.make_loader` and videos that fail to decode are
+    reported by :class:`DecodeErrorReport`, as with :class:`VideoDataModule`.
+    """
 
     def __init__(self, train: str, val: str | None = None, root: str | None = None, num_frames: int = 16,
                  image_size: int = 224, batch_size: int = 8, num_workers: int = 2, on_error: str = "skip"):
         super().__init__()
         self.save_hyperparameters()
+        self.datasets: dict[str, InstructionDataset] = {}
 
-    def _loader(self, path: str, train: bool) -> DataLoader:
+    def make_dataset(self, split: str) -> InstructionDataset:
         h = self.hparams
-        ds = InstructionDataset(path, h.root, h.num_frames, h.image_size, train=train, on_error=h.on_error)
-        return DataLoader(ds, batch_size=h.batch_size, shuffle=train, num_workers=h.num_workers, collate_fn=collate,
-                          persistent_workers=h.num_workers > 0)
+        return InstructionDataset(h[split], h.root, h.num_frames, h.image_size, train=split == "train",
+                                  on_error=h.on_error)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "val"):
+            if self.hparams[split] and split not in self.datasets:
+                self.datasets[split] = self.make_dataset(split)
+        register_error_report(getattr(self, "trainer", None))
+
+    def _loader(self, split: str):
+        if not self.hparams[split]:
+            return []
+        if split not in self.datasets:
+            self.setup()
+        return make_loader(self.datasets[split], self.hparams.batch_size, self.hparams.num_workers,
+                           shuffle=split == "train")
 
     def train_dataloader(self):
-        return self._loader(self.hparams.train, True)
+        return self._loader("train")
 
     def val_dataloader(self):
-        return self._loader(self.hparams.val, False) if self.hparams.val else []
+        return self._loader("val")

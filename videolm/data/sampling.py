@@ -4,11 +4,17 @@
 - :func:`uniform_indices`: the midpoints of ``n`` equal segments.
 - :func:`dense_indices`: MMAction2-style clips of ``clip_len`` frames every ``frame_interval`` frames;
   several clips for multi-view testing.
+- :func:`sample_indices`: the one entry point for datasets and inference: by count (``num_frames``) or
+  by rate (``fps`` with ``min_frames`` / ``max_frames`` caps), inside an optional time window
+  ``[start, end)`` in seconds, from a :class:`videolm.io.VideoInfo` (anything with ``num_frames`` and
+  ``fps``). :func:`window_frames` turns a window into a frame range.
 
 Short videos repeat frames (segment/uniform) or loop (dense, or repeat the last frame on request).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -71,3 +77,92 @@ def dense_indices(
     if out_of_bound == "loop":
         return idx % num_frames
     return idx.clamp_(max=num_frames - 1)
+
+
+MODES = ("segment", "uniform", "dense")
+
+
+def window_frames(info, start: float | None = None, end: float | None = None) -> tuple[int, int]:
+    """The frames ``[first, stop)`` presented inside ``[start, end)`` seconds (frame ``i`` at ``i / fps``).
+
+    ``None`` means the video's start / end; an end past the video is clipped to it. A window that holds
+    no frame (it starts at or after the video's end, or ``end <= start``) is a ``ValueError``.
+    """
+    n, fps = int(info.num_frames), float(info.fps)
+    if n < 1:
+        raise ValueError(f"cannot sample from a video with {n} frames")
+    if start is not None and start < 0:
+        raise ValueError(f"window start must be >= 0 s, got {start}")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"window end ({end} s) must be after its start ({start} s)")
+    eps = 1e-6  # a time given to the microsecond lands on its frame despite float rounding
+    first = 0 if start is None else math.ceil(start * fps - eps)
+    stop = n if end is None else min(n, math.ceil(end * fps - eps))
+    if first >= stop:
+        raise ValueError(
+            f"window [{start}, {end}) s holds no frame of a {n / fps:.3f} s video ({n} frames at {fps:g} fps)")
+    return first, stop
+
+
+def frames_for_rate(num_available: int, video_fps: float, fps: float, min_frames: int = 1,
+                    max_frames: int | None = None) -> int:
+    """How many frames sampling at ``fps`` takes from ``num_available`` frames shot at ``video_fps``:
+    ``floor(duration * fps)``, at least 1, clamped to ``[min_frames, max_frames]``."""
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if min_frames < 1 or (max_frames is not None and max_frames < min_frames):
+        raise ValueError(f"need 1 <= min_frames <= max_frames, got min_frames={min_frames}, max_frames={max_frames}")
+    n = max(1, math.floor(num_available / video_fps * fps + 1e-6))
+    n = max(n, min_frames)
+    return min(n, max_frames) if max_frames is not None else n
+
+
+def sample_indices(
+    info,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    min_frames: int = 1,
+    max_frames: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    mode: str = "segment",
+    train: bool = False,
+    frame_interval: int = 1,
+    num_clips: int = 1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Frame indices (``torch.long``, 1-D) of one video, all inside the window ``[start, end)`` seconds.
+
+    Give exactly one of ``num_frames`` (sampling by count) or ``fps`` (sampling by rate: the window's
+    duration times ``fps`` frames, clamped to ``[min_frames, max_frames]``, evenly spread, so T varies
+    from video to video). ``mode``: ``segment`` (TSN: random offset per segment when ``train``, the
+    middle otherwise), ``uniform`` (segment midpoints) or ``dense`` (clips of ``num_frames`` frames every
+    ``frame_interval`` frames; ``num_clips`` clips returned one after the other, ``num_clips * num_frames``
+    indices; by count only). ``info``: a :class:`videolm.io.VideoInfo` (``VideoReader(path).info``).
+
+    Example: a 10 s video at 30 fps, ``fps=2, max_frames=16`` -> 16 indices; ``fps=1`` -> 10 indices,
+    one per second; ``fps=1, start=2, end=5`` -> 3 indices in frames 60-149.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if (num_frames is None) == (fps is None):
+        raise ValueError("give exactly one of num_frames (sampling by count) or fps (sampling by rate)")
+    first, stop = window_frames(info, start, end)
+    available = stop - first
+    if fps is not None:
+        if mode == "dense":
+            raise ValueError("sampling by fps spreads frames evenly: use mode 'segment' or 'uniform', not 'dense'")
+        num_frames = frames_for_rate(available, float(info.fps), fps, min_frames, max_frames)
+    if mode == "dense":
+        idx = dense_indices(available, num_frames, frame_interval, num_clips, train=train, generator=generator)
+        idx = idx.flatten()
+    elif mode == "uniform":
+        idx = uniform_indices(available, num_frames)
+    else:
+        idx = segment_indices(available, num_frames, train=train, generator=generator)
+    return idx + first
+
+
+def timestamps(indices: torch.Tensor, fps: float) -> torch.Tensor:
+    """Presentation time in seconds of each frame index (``index / fps``), float32."""
+    return indices.to(torch.float64).div(float(fps)).to(torch.float32)
