@@ -71,52 +71,70 @@ def _add_data(sub) -> None:
     c.set_defaults(func=check)
 
 
-def _infer_args(p) -> None:
-    p.add_argument("--model", default=None, help="zoo name or model folder (default: the built-in tiny captioner)")
+def _infer_args(p, what: str) -> None:
+    p.add_argument("--model", default=None, help=what)
     p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's)")
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=8, help="videos per generate call")
+    p.add_argument("--fps", type=float, default=None, help="sample by rate instead: frames per second")
+    p.add_argument("--min-frames", type=int, default=1, help="with --fps: at least this many frames")
+    p.add_argument("--max-frames", type=int, default=None, help="with --fps: at most this many frames")
+    p.add_argument("--start", type=float, default=None, help="only frames from this time on (seconds)")
+    p.add_argument("--end", type=float, default=None, help="only frames before this time (seconds)")
+    p.add_argument("--batch-size", type=int, default=8, help="videos per model call")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--json", action="store_true", help="print one JSON list of {path, text|error}")
+    p.add_argument("--output", default=None, metavar="FILE.jsonl",
+                   help="append one JSON line per video as it finishes; a rerun skips the videos already there")
+    p.add_argument("--json", action="store_true", help="print JSON lines on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def _run_infer(a, videos: list[str], question: str | None) -> int:
+def _run_pipeline(a, load_kwargs: dict, inputs: list[str], show, **run_kwargs) -> int:
+    """Load the model, run it over the inputs, print each result; 2 when the model does not load,
+    1 when any video failed."""
     import json
 
-    from videolm.infer import CAPTION_PROMPT, load
+    from videolm.infer import Sampling, load, run_batch
 
     try:
-        pipe = load(a.model, num_frames=a.frames, device=a.device, batch_size=a.batch_size)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        pipe = load(a.model, device=a.device, batch_size=a.batch_size, **load_kwargs)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+        print(f"videolm: error: {e}", file=sys.stderr)
         return 2
-    results = pipe.run(videos, question or CAPTION_PROMPT, max_new_tokens=a.max_new_tokens)
-    if a.json:
-        print(json.dumps(results, indent=2))
-    for r in results:
+    sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
+                        max_frames=a.max_frames, start=a.start, end=a.end)
+    failed = 0
+    for r in run_batch(pipe, inputs, a.output, progress=not a.no_progress, sampling=sampling, **run_kwargs):
         if "error" in r:
+            failed += 1
             print(f"error: {r['error']}", file=sys.stderr)
-        elif not a.json:
-            print(f"{r['path']}: {r['text']}")
-    return int(any("error" in r for r in results))
+        if a.json:
+            print(json.dumps(r), flush=True)
+        elif "error" not in r:
+            show(r)
+    return int(bool(failed))
+
+
+def _show_text(r) -> None:
+    print(f"{r['path']}: {r['text']}")
 
 
 def _add_caption(sub) -> None:
-    p = sub.add_parser("caption", help="caption video files with a video LLM (PLLaVA)")
-    p.add_argument("videos", nargs="+", help="video files")
-    _infer_args(p)
-    p.set_defaults(func=lambda a: _run_infer(a, a.videos, None))
+    p = sub.add_parser("caption", help="caption videos with a video LLM (PLLaVA, SimVLG)")
+    p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or globs")
+    _infer_args(p, "zoo name, model folder or .ckpt (default: the built-in tiny captioner)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.set_defaults(func=lambda a: _run_pipeline(a, {}, a.videos, _show_text, max_new_tokens=a.max_new_tokens))
 
 
 def _add_ask(sub) -> None:
-    p = sub.add_parser("ask", help="answer a question about video files: videolm ask VIDEO... QUESTION")
-    p.add_argument("items", nargs="+", metavar="VIDEO... QUESTION", help="video files, then the question")
-    _infer_args(p)
+    p = sub.add_parser("ask", help="answer a question about videos: videolm ask VIDEO... QUESTION")
+    p.add_argument("items", nargs="+", metavar="VIDEO... QUESTION", help="videos (files, folders, globs), then the question")
+    _infer_args(p, "zoo name, model folder or .ckpt (default: the built-in tiny captioner)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
 
     def run(a):
         if len(a.items) < 2:
             p.error("give at least one video and a question")
-        return _run_infer(a, a.items[:-1], a.items[-1])
+        return _run_pipeline(a, {}, a.items[:-1], _show_text, question=a.items[-1], max_new_tokens=a.max_new_tokens)
 
     p.set_defaults(func=run)
 
@@ -195,38 +213,58 @@ def _add_quickstart(sub) -> None:
 
 
 def _add_classify(sub) -> None:
-    p = sub.add_parser("classify", help="classify video files with an X-CLIP or FrameMeanCLIP model (top-k classes)")
-    p.add_argument("videos", nargs="+", help="video files")
-    p.add_argument("--model", required=True,
-                   help="X-CLIP or FrameMeanCLIP .ckpt, transformers X-CLIP folder, zoo name or hub id (microsoft/xclip-*)")
-    p.add_argument("--labels", required=True, help="class list file, one name a line")
+    p = sub.add_parser("classify", help="classify videos with an X-CLIP or FrameMeanCLIP model (top-k classes)")
+    p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or globs")
+    _infer_args(p, "X-CLIP or FrameMeanCLIP .ckpt, transformers X-CLIP folder, zoo name or hub id (microsoft/xclip-*)")
+    p.add_argument("--labels", default=None, help="class list file, one name a line (default: the checkpoint's classes)")
     p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--window", type=float, default=None, help="classify windows of this many seconds")
+    p.add_argument("--stride", type=float, default=None, help="with --window: seconds between window starts")
+
+    def show(r):
+        print(r["path"] + (f" [{r['start']:.2f}-{r['end']:.2f} s]" if "start" in r else ""))
+        for name, score in zip(r["classes"], r["scores"]):
+            print(f"  {score:.3f}  {name}")
 
     def run(a):
-        from videolm.infer import classify
-
-        failed = 0
-        try:
-            results = classify(a.videos, a.model, a.labels, topk=a.topk, device=a.device, num_frames=a.frames)
-            first = next(results, None)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            print(f"videolm: error: {e}", file=sys.stderr)
-            return 2
-        import itertools
-
-        for result in itertools.chain([first] if first is not None else [], results):
-            if "error" in result:
-                failed += 1
-                print(f"error: {result['error']}", file=sys.stderr)
-                continue
-            print(result["path"])
-            for name, score in zip(result["classes"], result["scores"]):
-                print(f"  {score:.3f}  {name}")
-        return 1 if failed else 0
+        if a.model is None:
+            p.error("--model is required")
+        if a.window is not None:
+            return _classify_windows(a, show)
+        return _run_pipeline(a, {"labels": a.labels, "topk": a.topk}, a.videos, show)
 
     p.set_defaults(func=run)
+
+
+def _classify_windows(a, show) -> int:
+    """Top-k per window of ``a.window`` seconds every ``a.stride`` seconds, for each video."""
+    import json
+
+    from videolm.infer import Sampling, expand_inputs, load
+    from videolm.io import VideoReader
+
+    try:
+        pipe = load(a.model, device=a.device, batch_size=a.batch_size, labels=a.labels, topk=a.topk)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"videolm: error: {e}", file=sys.stderr)
+        return 2
+    failed, stride = 0, a.stride or a.window
+    for path in expand_inputs(a.videos):
+        try:
+            with VideoReader(path) as reader:
+                duration = reader.info.duration
+        except Exception as e:  # reported like any failed video
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        starts = [i * stride for i in range(max(1, int((duration - a.window) // stride) + 1))]
+        for start in starts:
+            end = min(start + a.window, duration)
+            s = Sampling(num_frames=a.frames or pipe.sampling.num_frames, start=start, end=end)
+            r = {**next(pipe.run([path], sampling=s)), "start": start, "end": end}
+            failed += "error" in r
+            print(json.dumps(r)) if a.json else (show(r) if "error" not in r else print(f"error: {r['error']}", file=sys.stderr))
+    return int(bool(failed))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,178 +1,274 @@
-"""High-level inference used by the CLI: load a model by checkpoint or name, run it on video files.
+"""Inference on video files for any registered model: ``videolm.load`` and the batch commands.
 
-* :func:`classify`: class-prompt classifiers, X-CLIP and FrameMeanCLIP (``videolm classify``).
-* :func:`load`: a video LLM pipeline (PLLaVA) that captions videos and answers questions
-  (``videolm caption`` / ``videolm ask``, ``videolm.load(name_or_path)``). Without a name the built-in
-  tiny captioner (``videolm/assets/pllava_tiny``, trained on the synthetic corpus by
-  ``scripts/make_demo_models.py pllava``) is used.
+:func:`load` takes a zoo name, a model folder, a videolm Lightning checkpoint (``.ckpt``) or nothing (the
+built-in tiny captioner, ``videolm/assets/pllava_tiny``) and returns the pipeline its method's task calls
+for (the registry in ``videolm.models`` decides): a :class:`Classifier` (X-CLIP, FrameMeanCLIP) or a
+:class:`Captioner` (PLLaVA, SimVLG). Every pipeline samples frames the same way (by count or by rate,
+inside an optional time window: ``videolm.data.sampling.sample_indices``), batches videos, and reports a
+file that fails (``{"path", "error"}``) without stopping the others. :func:`run_batch` adds what large
+runs need: inputs given as files, folders or globs, one JSON line per video written as it finishes, and a
+rerun that skips the videos already in the output file.
 """
 
 from __future__ import annotations
 
+import glob
+import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from videolm.data.datasets import VideoDataset
-from videolm.data.manifests import read_class_names
-from videolm.data.sampling import uniform_indices
+from videolm.data.sampling import sample_indices
 from videolm.data.transforms import VideoTransform
 from videolm.io import VideoReader
 from videolm.io.errors import VideoDecodeError
-
-
-def load_classifier(model: str, labels: list[str], device: str = "cpu"):
-    """A class-prompt classifier (X-CLIP, FrameMeanCLIP) for ``labels`` and its clip settings
-    ``(num_frames, image_size, mean)``.
-
-    ``model`` is a videolm Lightning checkpoint (``.ckpt``), a transformers X-CLIP folder, a zoo name
-    (``videolm zoo list``) or a hub id (``microsoft/xclip-*``); the registry picks the method.
-    """
-    from videolm.models import get_method, load_module
-
-    path = Path(model).expanduser()
-    if path.is_file():
-        module = load_module(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        data = checkpoint.get("datamodule_hyper_parameters", {})
-    else:
-        module, data = get_method("xclip").get("module")(init_from=model), {}
-    if not hasattr(module, "set_class_names"):
-        raise ValueError(f"{model}: a {module.method} model, not a classifier")
-    module.set_class_names(labels)
-    net = module.model
-    settings = (data.get("num_frames", net.num_frames), data.get("image_size", net.image_size),
-                data.get("mean", net.mean))
-    return module.eval().to(device), settings
-
-
-def classify(videos: list[str], model: str, labels: str, topk: int = 5, device: str = "cpu",
-             backend: str = "auto", num_frames: int | None = None) -> Iterator[dict]:
-    """Yield ``{"path", "classes", "scores"}`` per video, or ``{"path", "error"}`` when it fails to decode.
-
-    Frames are sampled TSN-style (centre of each segment; ``num_frames`` defaults to the model's) and
-    centre-cropped.
-    """
-    from videolm.models.common import topk_predictions
-
-    names = read_class_names(labels)
-    module, (frames, size, mean) = load_classifier(model, names, device)
-    dataset = VideoDataset([{"video": v} for v in videos], num_frames=num_frames or frames, sampler="segment",
-                           transform=VideoTransform(size=size, train=False, mean=mean), backend=backend,
-                           on_error="raise")
-    for i in range(len(dataset)):
-        try:
-            sample = dataset.load(i)
-        except (VideoDecodeError, OSError, IndexError) as e:
-            yield {"path": videos[i], "error": str(e) if videos[i] in str(e) else f"{videos[i]}: {e}"}
-            continue
-        with torch.inference_mode():
-            probs = module(sample["video"][None].to(device))
-        yield topk_predictions(probs, names, [videos[i]], topk)[0]
-
-
-# --- video LLMs (PLLaVA): caption and ask ---------------------------------------------------------
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
 CAPTION_PROMPT = "Describe the video."
 
 
+@dataclass
+class Sampling:
+    """How frames are taken from each video: ``num_frames`` by count, or ``fps`` by rate with caps,
+    inside ``[start, end)`` seconds when given."""
+
+    num_frames: int | None = None
+    fps: float | None = None
+    min_frames: int = 1
+    max_frames: int | None = None
+    start: float | None = None
+    end: float | None = None
+
+
 def resolve_model(name_or_path: str | Path | None) -> Path:
-    """A model folder: the default model, an existing path, or a zoo name (resolved by ``videolm.zoo``)."""
+    """A local model: the default model, an existing path, or a zoo name (downloaded by ``videolm.zoo``)."""
     if name_or_path is None:
         return DEFAULT_MODEL
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
-    try:  # the one place where zoo names are resolved
-        from videolm.zoo import resolve
-    except ImportError:
-        raise FileNotFoundError(f"{name_or_path}: no such model folder (and no model zoo to look it up)") from None
+    from videolm.zoo import get_card, resolve
+
     try:
-        return Path(resolve(str(name_or_path)))
+        get_card(str(name_or_path))
     except KeyError as e:
-        raise FileNotFoundError(f"{name_or_path}: neither a model folder nor a zoo model ({e.args[0]})") from None
+        raise FileNotFoundError(f"{name_or_path}: neither a model folder, a checkpoint nor a zoo model ({e.args[0]})") from None
+    return Path(resolve(str(name_or_path)))
 
 
-class VideoLLM:
-    """A PLLaVA model, its tokenizer and frame preprocessing; batched captioning and question answering."""
+class Pipeline:
+    """Frames -> model, batched. Subclasses implement :meth:`predict` on a batch of clips."""
 
-    def __init__(self, model, tokenizer, num_frames: int | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 8):
-        from videolm.models.pllava import TEMPLATES
+    def __init__(self, model, num_frames: int, image_size: int, mean: str = "clip", crop: bool = True,
+                 device: str | torch.device = "cpu", batch_size: int = 8, backend: str = "auto"):
+        self.model, self.device, self.batch_size, self.backend = model, torch.device(device), batch_size, backend
+        self.sampling = Sampling(num_frames=num_frames)
+        # crop=False resizes the whole frame (PLLaVA), else short-side resize and centre crop
+        self.transform = VideoTransform(image_size, train=False, mean=mean, resize_size=None if crop else image_size)
 
-        self.model = model.eval().to(device)
-        self.tokenizer = tokenizer
-        self.device = torch.device(device)
-        self.num_frames = num_frames or model.num_frames
-        self.batch_size = batch_size
-        self.template = TEMPLATES[model.template]
-        self.transform = VideoTransform(model.image_size, train=False, resize_size=model.image_size)
-
-    def frames(self, path: str | Path) -> torch.Tensor:
-        """``num_frames`` frames at the middle of equal segments, normalised: (T, C, H, W)."""
-        with VideoReader(path) as reader:
-            frames = reader.get_frames(uniform_indices(len(reader), self.num_frames).tolist())
+    def frames(self, path: str | Path, sampling: Sampling | None = None) -> torch.Tensor:
+        """The sampled, normalised frames of one video ``(T, C, H, W)``."""
+        s = sampling or self.sampling
+        with VideoReader(path, backend=self.backend) as reader:
+            count = None if s.fps else s.num_frames
+            idx = sample_indices(reader.info, num_frames=count, fps=s.fps, min_frames=s.min_frames,
+                                 max_frames=s.max_frames, start=s.start, end=s.end, mode="segment")
+            frames = reader.get_frames(idx.tolist())
         return self.transform(frames)
 
-    @torch.no_grad()
-    def generate(self, videos: torch.Tensor, questions: Sequence[str], max_new_tokens: int = 32) -> list[str]:
-        """Answers for a batch of ``(B, T, C, H, W)`` videos, one question each (greedy decoding)."""
-        from videolm.models.pllava import encode_prompts
+    def predict(self, videos: torch.Tensor, **kwargs) -> list[dict]:
+        raise NotImplementedError
 
-        text = encode_prompts(self.tokenizer, [self.template.prompt(q) for q in questions])
-        eos = self.tokenizer.convert_tokens_to_ids(self.template.end)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-        out = self.model.generate(
-            text["input_ids"].to(self.device), text["attention_mask"].to(self.device), videos.to(self.device),
-            max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=pad,
-        )
-        return [s.strip() for s in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
-
-    def run(self, paths: Sequence[str | Path], question: str = CAPTION_PROMPT, max_new_tokens: int = 32) -> list[dict]:
-        """``[{"path", "text"} or {"path", "error"}]`` in input order; a file that fails does not stop the rest."""
-        results: list[dict] = []
+    def run(self, paths: Sequence[str | Path], sampling: Sampling | None = None, **kwargs) -> Iterator[dict]:
+        """One result per path, in input order, each as soon as its batch is done."""
+        paths = [str(p) for p in paths]
         for start in range(0, len(paths), self.batch_size):
-            chunk = [str(p) for p in paths[start : start + self.batch_size]]
-            clips, ok = [], []
+            chunk, clips, failed = paths[start : start + self.batch_size], {}, {}
             for p in chunk:
                 try:
-                    clips.append(self.frames(p))
-                    ok.append(p)
+                    clips[p] = self.frames(p, sampling)
                 except (VideoDecodeError, OSError, IndexError, ValueError) as e:
-                    msg = str(e) if isinstance(e, VideoDecodeError) else str(VideoDecodeError(p, str(e)))
-                    results.append({"path": p, "error": msg})
-            if clips:
-                texts = self.generate(torch.stack(clips), [question] * len(clips), max_new_tokens)
-                results.extend({"path": p, "text": t} for p, t in zip(ok, texts))
-        order = {str(p): i for i, p in enumerate(paths)}
-        return sorted(results, key=lambda r: order[r["path"]])
+                    failed[p] = str(e) if isinstance(e, VideoDecodeError) else str(VideoDecodeError(p, str(e)))
+            done: dict[str, dict] = {}
+            by_length: dict[int, list[str]] = {}
+            for p, clip in clips.items():  # sampling by rate gives clips of different lengths
+                by_length.setdefault(clip.shape[0], []).append(p)
+            for group in by_length.values():
+                with torch.inference_mode():
+                    results = self.predict(torch.stack([clips[p] for p in group]).to(self.device), **kwargs)
+                done.update({p: {"path": p, **r} for p, r in zip(group, results)})
+            for p in chunk:
+                yield done[p] if p in done else {"path": p, "error": failed[p]}
 
-    def _one_or_many(self, paths, question: str, max_new_tokens: int):
-        single = isinstance(paths, (str, Path))
-        results = self.run([paths] if single else list(paths), question, max_new_tokens)
-        if single:
-            if "error" in results[0]:
-                raise VideoDecodeError(paths, results[0]["error"].split(": ", 1)[-1])
-            return results[0]["text"]
-        return [r.get("text") for r in results]
+
+class Classifier(Pipeline):
+    """Top-k classes of each video (a class-prompt classifier: X-CLIP, FrameMeanCLIP)."""
+
+    def __init__(self, module, labels: Sequence[str] | None = None, topk: int = 5, **kwargs):
+        net = module.model
+        super().__init__(module, net.num_frames, net.image_size, net.mean, **kwargs)
+        self.module = module.eval().to(self.device)
+        if labels is not None:
+            module.set_class_names(list(labels))
+        if not module.class_names:
+            raise ValueError("the classifier has no class names: give labels (a class list file)")
+        self.topk = topk
+
+    def predict(self, videos: torch.Tensor, **kwargs) -> list[dict]:
+        from videolm.models.common import topk_predictions
+
+        probs = self.module(videos)
+        return [{k: v for k, v in r.items() if k != "path"}
+                for r in topk_predictions(probs, self.module.class_names, [""] * len(probs), self.topk)]
+
+    def classify(self, paths):
+        """Results of one video (dict) or several (list)."""
+        return _one_or_many(self, paths, lambda r: r)
+
+
+class Captioner(Pipeline):
+    """Captions and answers of a video LLM (``model.generate_text``: PLLaVA, SimVLG)."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model.eval(), model.num_frames, model.image_size, "clip",
+                         crop=getattr(model, "crop_frames", False), **kwargs)
+        self.model.to(self.device)
+
+    def predict(self, videos: torch.Tensor, question: str | None = None, max_new_tokens: int = 32) -> list[dict]:
+        questions = None if question is None else [question] * len(videos)
+        texts = self.model.generate_text(videos, questions, max_new_tokens=max_new_tokens)
+        return [{"text": t} for t in texts]
 
     def caption(self, paths, max_new_tokens: int = 32):
         """The caption of one video (str) or of several (list; ``None`` where a file failed)."""
-        return self._one_or_many(paths, CAPTION_PROMPT, max_new_tokens)
+        return _one_or_many(self, paths, lambda r: r["text"], max_new_tokens=max_new_tokens)
 
     def ask(self, paths, question: str, max_new_tokens: int = 32):
         """The answer to ``question`` about one video (str) or several (list)."""
-        return self._one_or_many(paths, question, max_new_tokens)
+        return _one_or_many(self, paths, lambda r: r["text"], question=question, max_new_tokens=max_new_tokens)
+
+
+def _one_or_many(pipe: Pipeline, paths, pick: Callable[[dict], object], **kwargs):
+    single = isinstance(paths, (str, Path))
+    results = list(pipe.run([paths] if single else list(paths), **kwargs))
+    if single:
+        if "error" in results[0]:
+            raise VideoDecodeError(paths, results[0]["error"].split(": ", 1)[-1])
+        return pick(results[0])
+    return [None if "error" in r else pick(r) for r in results]
 
 
 def load(name_or_path: str | Path | None = None, num_frames: int | None = None, device: str | None = None,
-         batch_size: int = 8, lora_alpha: float = 4.0) -> VideoLLM:
-    """A :class:`VideoLLM` from a zoo name, a PLLaVA / llava-hf folder, or the built-in tiny model."""
-    from videolm.models.pllava import load_pretrained, load_tokenizer
+         batch_size: int = 8, labels: Sequence[str] | str | None = None, topk: int = 5, **kwargs) -> Pipeline:
+    """The pipeline of a model (see the module docstring); ``labels`` (names or a class list file) for
+    classifiers; ``kwargs`` go to the method's loader (e.g. ``lora_alpha`` for PLLaVA)."""
+    from videolm.models import detect_method, get_method, load_model, load_module
 
-    folder = resolve_model(name_or_path)
-    model = load_pretrained(folder, num_frames=num_frames, lora_alpha=lora_alpha)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return VideoLLM(model, load_tokenizer(folder, model), num_frames, device, batch_size)
+    if isinstance(labels, (str, Path)):
+        from videolm.data.manifests import read_class_names
+
+        labels = read_class_names(labels)
+    path = Path(str(name_or_path)).expanduser() if name_or_path is not None else DEFAULT_MODEL
+    if path.exists():
+        method = get_method(detect_method(path))
+    else:
+        from videolm.zoo import get_card
+
+        try:
+            method = get_method(get_card(str(name_or_path)).method)
+        except KeyError:  # a hub id: only classifiers load from one (microsoft/xclip-*)
+            method = get_method("xclip")
+    if method.task == "classify":
+        module = load_module(path) if path.is_file() else method.get("module")(init_from=str(name_or_path))
+        pipe = Classifier(module, labels, topk, device=device, batch_size=batch_size)
+        if path.is_file():  # the clip settings the model was trained with
+            data = torch.load(path, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters", {})
+            pipe.sampling.num_frames = data.get("num_frames", pipe.sampling.num_frames)
+            pipe.transform = VideoTransform(data.get("image_size", module.model.image_size), train=False,
+                                            mean=data.get("mean", module.model.mean))
+    elif method.task == "caption":
+        pipe = Captioner(load_model(path if path.exists() else name_or_path, **kwargs), device=device,
+                         batch_size=batch_size)
+    else:
+        raise ValueError(f"{name_or_path}: {method.name} models serve '{method.task}', which videolm.load does not run yet")
+    if num_frames:
+        pipe.sampling.num_frames = num_frames
+    return pipe
+
+
+def classify(videos: list[str], model: str, labels: str, topk: int = 5, device: str = "cpu",
+             backend: str = "auto", num_frames: int | None = None) -> Iterator[dict]:
+    """Yield ``{"path", "classes", "scores"}`` per video, or ``{"path", "error"}`` when it fails to decode.
+    Frames are sampled TSN-style (the centre of each segment) and centre-cropped."""
+    pipe = load(model, num_frames=num_frames, device=device, labels=labels, topk=topk)
+    pipe.backend = backend
+    yield from pipe.run(videos)
+
+
+# -- batch runs -------------------------------------------------------------------------------------------
+
+
+def expand_inputs(items: Iterable[str]) -> list[str]:
+    """Video files, folders (searched recursively for videos and frame folders) and glob patterns ->
+    the video paths, in the order given (each once). A name that matches nothing is kept, so that it is
+    reported as missing."""
+    from videolm.data.check import list_videos
+
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = [str(p) for p in list_videos(path)]
+        elif not path.exists() and glob.has_magic(item):
+            found = [str(p) for m in sorted(glob.glob(item, recursive=True))
+                     for p in (list_videos(m) if Path(m).is_dir() else [m])]
+        else:
+            found = [item]
+        out.extend(found)
+    return list(dict.fromkeys(out))
+
+
+def done_paths(output: str | Path) -> set[str]:
+    """The paths already answered (without error) in a JSONL results file; a torn last line is ignored."""
+    path, done = Path(output), set()
+    if not path.is_file():
+        return done
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "path" in row and "error" not in row:
+            done.add(row["path"])
+    return done
+
+
+def run_batch(pipe: Pipeline, inputs: Sequence[str], output: str | Path | None = None, progress: bool = True,
+              **kwargs) -> Iterator[dict]:
+    """Run ``pipe`` over ``inputs`` (:func:`expand_inputs`); with ``output``, append one JSON line per
+    video as it finishes (flushed) and skip the videos already answered there. Yields every result."""
+    from tqdm import tqdm
+
+    paths = expand_inputs(inputs)
+    out = None
+    if output is not None:
+        skip = done_paths(output)
+        paths = [p for p in paths if p not in skip]
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        out = open(output, "a", encoding="utf-8")
+    try:
+        bar = tqdm(total=len(paths), unit="video", disable=not progress, file=sys.stderr)
+        for result in pipe.run(paths, **kwargs):
+            if out is not None:
+                out.write(json.dumps(result) + "\n")
+                out.flush()
+            bar.update(1)
+            yield result
+        bar.close()
+    finally:
+        if out is not None:
+            out.close()
