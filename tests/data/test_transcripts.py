@@ -81,6 +81,16 @@ def test_rolling_srt_spreads_new_words_over_the_cue(tmp_path):
 def test_a_repeated_word_inside_a_line_is_kept(tmp_path):
     text = "1\n00:00:00,000 --> 00:00:01,000\nno\n\n2\n00:00:01,000 --> 00:00:02,000\nno way\n\n"
     assert [c["text"] for c in read_transcript(_write(tmp_path / "no.srt", text))] == ["no", "no way"]
+    # overlapping in time, one repeated word: still kept
+    text = "1\n00:00:00,000 --> 00:00:03,000\nI said no\n\n2\n00:00:02,900 --> 00:00:04,000\nno means no\n\n"
+    assert [c["text"] for c in read_transcript(_write(tmp_path / "no2.srt", text))] == ["I said no", "no means no"]
+
+
+def test_growing_overlapping_cues_give_each_word_once(tmp_path):
+    text = ("WEBVTT\n\n00:00.000 --> 00:02.000\nwe are going\n\n"
+            "00:01.000 --> 00:03.000\nwe are going to the\n\n00:02.500 --> 00:04.000\nto the market\n")
+    cues = read_transcript(_write(tmp_path / "grow.vtt", text))
+    assert " ".join(c["text"] for c in cues) == "we are going to the market"
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ times. Sources (:func:`load_transcript` picks one for a manifest record):
   (``hey<00:00:00.359><c> guys</c>``) become word times. Overlapping and duplicate cues as YouTube
   auto-captions write them (each cue repeats the line before it; 10 ms cues repeat a whole cue) give
   each word once: the leading lines of a cue that repeat the last words already read are dropped
-  (for a cue that starts before the previous one ends, any repeated leading words are);
+  (for a cue that starts before the previous one ends, two or more repeated leading words are);
 - the official YT-Temporal ASR JSON (``{"subtitles": [{"word": w, "time": t}, ...], "info":
   {"duration": d}, ...}``), one cue per word, cleaned as the official loader does (entity debris
   such as ``&gt;`` dropped). Its ``denoised`` text (aligned to the words by DTW in the official
@@ -280,7 +280,7 @@ def _merge_rolling(raw: list[tuple[float, float, list[tuple[list[str], list[floa
     """Cues with each spoken word once. ``raw`` holds per cue (start, end, lines), a line being
     (words, times or None). A cue's leading lines that repeat the last words already kept are
     dropped (YouTube's rolling two-line cues and its 10 ms duplicate cues); a cue that starts before
-    the previous one ends may also drop repeated leading words in the middle of a line."""
+    the previous one ends may also drop two or more repeated leading words ending inside a line."""
     raw = sorted(raw, key=lambda c: c[0])
     kept: list[str] = []  # keys of the words kept so far
     cues, prev_end = [], float("-inf")
@@ -290,8 +290,8 @@ def _merge_rolling(raw: list[tuple[float, float, list[tuple[list[str], list[floa
         cuts = [0]
         for ws, _ in lines:
             cuts.append(cuts[-1] + len(ws))
-        if start < prev_end:
-            cuts = range(len(words) + 1)
+        if start < prev_end:  # a growing cue ("hello" then "hello there"): repeats of 2+ words mid-line too
+            cuts = sorted(set(cuts) | set(range(2, len(words) + 1)))
         drop = max((c for c in cuts if c <= len(kept) and (c == 0 or kept[-c:] == keys[:c])), default=0)
         prev_end = max(prev_end, end)
         # word times: inline ones where the line has them, else the cue's duration shared equally
