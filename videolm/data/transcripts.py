@@ -86,7 +86,8 @@ def read_transcript(path: str | Path) -> list[dict]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise TranscriptError(path, f"not UTF-8 text (byte {e.start})", _line_at(raw.decode("latin-1"), e.start)) from None
+        line = _line_at(raw.decode("latin-1"), e.start)
+        raise TranscriptError(path, f"not UTF-8 text (byte {e.start})", line) from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return readers[suffix](text, path)
 
@@ -105,7 +106,9 @@ def find_transcript(video: str | Path) -> Path | None:
     return None
 
 
-def load_transcript(record: dict, video: str | Path, root: str | Path | None = None, source: str = "<manifest>") -> list[dict]:
+def load_transcript(
+    record: dict, video: str | Path, root: str | Path | None = None, source: str = "<manifest>"
+) -> list[dict]:
     """The cues for one manifest ``record`` of ``video``: its ``transcript`` list, the file its
     ``transcript`` string names (relative to ``root``, default the video's folder), or a ``.vtt`` /
     ``.srt`` beside the video. ``source`` names the manifest in errors."""
@@ -208,8 +211,8 @@ def _read_srt(text: str, path: Path) -> list[dict]:
         head, blank, rest = sub.content.partition("\n\n")
         if blank:  # srt folds a block without a timing line into the cue before it
             stray = rest.strip().split("\n")[0]
-            raise TranscriptError(path, f"a block without a timing line after cue {n} (index {sub.index}): {stray[:60]!r}",
-                                  _line_of(text, "\n" + stray, offset=1))
+            problem = f"a block without a timing line after cue {n} (index {sub.index}): {stray[:60]!r}"
+            raise TranscriptError(path, problem, _line_of(text, "\n" + stray, offset=1))
         lines = [(_words(html.unescape(_SRT_TAGS.sub("", line))), None) for line in sub.content.split("\n")]
         raw.append((start, end, lines))
     return _merge_rolling(raw)
@@ -230,7 +233,8 @@ def _read_yt_json(text: str, path: Path) -> list[dict]:
         try:
             time = float(item.get("time"))
         except (TypeError, ValueError):
-            raise TranscriptError(path, f"subtitles[{i}] ({item['word']!r}): time {item.get('time')!r} is not a number") from None
+            problem = f"subtitles[{i}] ({item['word']!r}): time {item.get('time')!r} is not a number"
+            raise TranscriptError(path, problem) from None
         word = html.unescape(item["word"]).strip()
         # The official loader drops entity debris ("&gt;&gt;" speaker marks split into "&gt;" ... ";").
         if not word or item["word"].startswith("&") or item["word"].endswith(";"):
@@ -376,7 +380,8 @@ def transcript_windows(
             end = start + want
     width = (end - start - (k - 1) * gap) / k
     if width <= 0:
-        raise TooFewWindows(source, 0, k, f" (a {end - start:.2f} s span has no room for {k} windows and {k - 1} gaps of {gap} s)")
+        room = f" (a {end - start:.2f} s span has no room for {k} windows and {k - 1} gaps of {gap} s)"
+        raise TooFewWindows(source, 0, k, room)
     bounds = [(start + i * (width + gap), start + i * (width + gap) + width) for i in range(k)]
     texts = [" ".join(w for w, t in words if a <= t < b) for a, b in bounds]
     filled = sum(bool(t) for t in texts)
