@@ -173,3 +173,20 @@ def test_model_zoo_md_yaml_example_is_a_valid_registry(tmp_path):
     example = text.split("```yaml\n", 1)[1].split("```", 1)[0].replace("<64 hex digits>", "0" * 64)  # quoted
     (card,) = registry.load_registry_file(_write(tmp_path, example))
     assert (card.name, card.source.repo, card.source.revision) == ("team-xclip-b32", "team/xclip-b32-finetuned", "v1.0")
+
+
+def test_tvts_cards():
+    cards = {c.name: c for c in list_cards("tvts")}
+    assert set(cards) == {"tvtsv2-vit-b32", "tvtsv2-vit-b16", "tvtsv2-vit-h14"}
+    for card in cards.values():
+        src = card.source
+        assert src.kind == "url" and src.url.startswith("https://drive.usercontent.google.com/download?id=")
+        drive_id = re.search(r"id=([\w-]+)", src.url).group(1)
+        assert f"https://drive.google.com/file/d/{drive_id}/view" in card.description  # the README's link
+        assert re.fullmatch(r"TVTSv2_ViT_(B_32|B_16|H_14)\.pth", src.files[0])
+        assert src.sha256 == {} and card.converter is None  # the README gives no digest; no converter yet
+        assert "v1" in card.description and "out of scope" in card.description
+        assert (card.frames, card.resolution) == (12, 224)
+    b16 = {(f.dataset, f.metric): f.value for f in cards["tvtsv2-vit-b16"].figures}
+    assert (b16[("hmdb-51", "linear-probe top-1")], b16[("ucf-101", "linear-probe top-1")],
+            b16[("kinetics-400", "linear-probe top-1")]) == (64.7, 90.0, 70.1)  # DESIGN.md

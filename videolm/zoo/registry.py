@@ -227,7 +227,49 @@ OPEN_CLIP_CARDS = [
     )
 ]
 
-BUILTIN_CARDS: list[ModelCard] = [*XCLIP_CARDS, *PLLAVA_CARDS, *LLAVA_CARDS, *OPEN_CLIP_CARDS]
+# --- TVTSv2 (Zeng et al., 2023; github.com/TencentARC/TVTS, v2/README.md). -------------------------------
+# The official README releases three checkpoints on Google Drive (not on the hub) and states no sha256;
+# the URL is the Drive file's direct-download form of the README's link. Figures from the README's tables:
+# zero-shot MSR-VTT text-to-video R@1 (Tab. 2, without DSL), zero-shot recognition (Tab. 3) and linear
+# probe (Tab. 4), top-1 %. The first TVTS (v1, MAE-ViT video backbone, DistilBERT text) released no
+# TVTSv2-style weights and is out of scope. Files are official .pth (module.-prefixed state_dict beside a
+# pickled config): read them with videolm.convert.tvts.load_official (nothing but tensors is unpickled).
+_TVTS_DRIVE = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
+
+
+def _tvts(arch: str, drive_id: str, backbone: str, mask: float, figures: list[tuple]) -> ModelCard:
+    file = f"TVTSv2_ViT_{arch}.pth"
+    return ModelCard(
+        name=f"tvtsv2-vit-{arch.lower().replace('_', '')}",
+        method="tvts",
+        backbone=backbone,
+        frames=12,
+        resolution=224,
+        source=Source(kind="url", url=_TVTS_DRIVE.format(drive_id), files=(file,)),
+        licence="not stated (TencentARC/TVTS gives no licence for its weights)",
+        figures=tuple(Figure(*f) for f in figures),
+        description=(f"TVTSv2 {backbone}: CLIP towers + per-block temporal attention, pretrained on YT-Temporal "
+                     f"+ WebVid by transcript sorting ({int(mask * 100)}% of patches dropped); official {file} "
+                     f"(https://drive.google.com/file/d/{drive_id}/view). TVTS v1 (MAE-ViT backbone) is out of scope"),
+    )
+
+
+TVTS_CARDS = [
+    _tvts("B_32", "1zNHgqioo-aRUwZXPyTDiRT2uaRrnk386", "CLIP ViT-B/32 (OpenAI)", 0.0,
+          [("msr-vtt", "zero-shot t2v R@1", 34.5)]),
+    _tvts("B_16", "1HKc7aGwMd5jhVaYztuY-jbmYqiz_wvWF", "CLIP ViT-B/16 (OpenAI)", 0.5,
+          [("msr-vtt", "zero-shot t2v R@1", 35.9), ("hmdb-51", "zero-shot top-1", 50.4),
+           ("ucf-101", "zero-shot top-1", 69.8), ("kinetics-400", "zero-shot top-1", 54.3),
+           ("hmdb-51", "linear-probe top-1", 64.7), ("ucf-101", "linear-probe top-1", 90.0),
+           ("kinetics-400", "linear-probe top-1", 70.1)]),
+    _tvts("H_14", "1nxNSaQKm2jt9NSZ3eLnKx7ATTumV-6D5", "OpenCLIP ViT-H/14 (laion2b_s32b_b79k)", 0.7,
+          [("msr-vtt", "zero-shot t2v R@1", 38.2), ("hmdb-51", "zero-shot top-1", 52.1),
+           ("ucf-101", "zero-shot top-1", 78.0), ("kinetics-400", "zero-shot top-1", 59.6),
+           ("hmdb-51", "linear-probe top-1", 65.7), ("ucf-101", "linear-probe top-1", 91.8),
+           ("kinetics-400", "linear-probe top-1", 73.1)]),
+]
+
+BUILTIN_CARDS: list[ModelCard] = [*XCLIP_CARDS, *PLLAVA_CARDS, *LLAVA_CARDS, *OPEN_CLIP_CARDS, *TVTS_CARDS]
 
 # Registry files added in this process (``videolm zoo --registry FILE``), after VIDEOLM_ZOO's.
 _extra_files: list[Path] = []
@@ -427,6 +469,7 @@ METHOD_TITLES = {
     "pllava": "PLLaVA (video LLM: captioning and question answering)",
     "llava": "LLaVA image models (PLLaVA's starting points)",
     "clip": "open_clip towers (to build new video models)",
+    "tvts": "TVTSv2 (video representations from transcript sorting; official .pth on Google Drive, v1 out of scope)",
 }
 
 
