@@ -20,8 +20,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -191,17 +189,17 @@ def bench_tome(args) -> None:
 
 
 def bench_tome_image(args, device, g) -> None:
-    import open_clip
-
+    from videolm.backbones.clip import create_clip, vision_blocks
     from videolm.nn.tome import apply_tome
 
-    # r = 0 runs every block's own forward, i.e. the unpatched tower
-    tower = open_clip.create_model("ViT-B-16").visual.eval().to(device)
+    # r = 0 leaves the tower's outputs exactly as unpatched
+    clip = create_clip("ViT-B-16").eval().to(device)
+    tower = clip.visual
     images = torch.randn(args.batch, 3, 224, 224, generator=g).to(device)
-    blocks = len(tower.transformer.resblocks)
+    blocks = len(vision_blocks(clip))
     with torch.inference_mode():
         reference = tower(images)
-        state = apply_tome(tower, 0)
+        state = apply_tome(vision_blocks(clip), 0)
         same = torch.equal(tower(images), reference)
 
         def run(r: int):

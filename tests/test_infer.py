@@ -74,3 +74,40 @@ def test_classify_frame_mean_checkpoint_and_refused_file(corpus, tmp_path, capsy
     assert main(["classify", str(corpus / first), "--model", str(junk), "--labels", str(corpus / "classes.txt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "junk.ckpt" in err[0]
+
+
+def _mean_clip_checkpoint(corpus, path):
+    from videolm.models.mean_clip import FrameMeanCLIP
+
+    torch.manual_seed(0)
+    module = FrameMeanCLIP("tiny", class_names=(corpus / "classes.txt").read_text().split("\n")[:-1])
+    trainer = pl.Trainer(accelerator="cpu", max_steps=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_load_serves_the_registry_entry_and_batch_runs_resume(corpus, tmp_path):
+    import videolm
+    from videolm.infer import Classifier, done_paths, expand_inputs, run_batch
+
+    pipe = videolm.load(str(_mean_clip_checkpoint(corpus, tmp_path / "mean.ckpt")), device="cpu", batch_size=3)
+    assert isinstance(pipe, Classifier) and pipe.module.method == "mean_clip"
+    videos = sorted((corpus / "videos").glob("*.mp4"))[:5]
+    assert expand_inputs([str(corpus / "videos" / "00000[0-4].mp4")]) == [str(v) for v in videos]
+    assert len(expand_inputs([str(corpus / "videos")])) == len(list((corpus / "videos").glob("*.mp4")))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"junk")
+    out = tmp_path / "results.jsonl"
+    first = list(run_batch(pipe, [str(v) for v in videos[:3]] + [str(broken)], out, progress=False))
+    assert [r["path"] for r in first] == [str(v) for v in videos[:3]] + [str(broken)]
+    assert "error" in first[-1] and all("classes" in r for r in first[:3])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == first  # one flushed line per video
+    with open(out, "a") as f:
+        f.write('{"path": "torn')  # an interrupted write
+    again = list(run_batch(pipe, [str(v) for v in videos] + [str(broken)], out, progress=False))
+    assert [r["path"] for r in again] == [str(v) for v in videos[3:]] + [str(broken)]  # failures are retried
+    assert again[0]["classes"] == pipe.classify(str(videos[3]))["classes"]
+    assert done_paths(out) == {str(v) for v in videos}

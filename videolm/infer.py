@@ -259,7 +259,10 @@ def run_batch(pipe: Pipeline, inputs: Sequence[str], output: str | Path | None =
         skip = done_paths(output)
         paths = [p for p in paths if p not in skip]
         Path(output).parent.mkdir(parents=True, exist_ok=True)
+        torn = Path(output).is_file() and Path(output).stat().st_size and not Path(output).read_bytes().endswith(b"\n")
         out = open(output, "a", encoding="utf-8")
+        if torn:  # the last run died mid-line: start on a fresh one
+            out.write("\n")
     try:
         bar = tqdm(total=len(paths), unit="video", disable=not progress, file=sys.stderr)
         for result in pipe.run(paths, **kwargs):

@@ -58,6 +58,10 @@ class Block(nn.Module):
         self.drop_path = StochasticDepth(drop_path, "row")
         self.merge = None
 
+    def get_weight_dtype(self) -> torch.dtype:
+        """The dtype of the block's weights (what a transformer casts its inputs to; open_clip asks)."""
+        return self.mlp.c_fc.weight.dtype
+
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 extra: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[1]

@@ -1,6 +1,6 @@
 """Does temporal modelling pay off? Tiny X-CLIP vs FrameMeanCLIP on the synthetic corpus.
 
-    python scripts/compare_temporal.py [--data data/synthetic_1000] [--videos 1000] [--epochs 30] [--seed 0]
+    python3 scripts/experiments/compare_temporal.py [--data data/synthetic_1000] [--videos 1000] [--epochs 30] [--seed 0]
 
 Both models start from the same initial tiny CLIP weights (X-CLIP's message tokens, MIT and prompt
 generator are the only extra parameters), train for the same number of steps on the same batches
@@ -12,17 +12,14 @@ model cannot tell the members of a pair apart. Prints both top-1 accuracies.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from videolm.data.datamodule import VideoDataModule  # noqa: E402
-from videolm.models.mean_clip import FrameMeanCLIP  # noqa: E402
-from videolm.models.xclip import XCLIPClassifier  # noqa: E402
+from videolm.data.datamodule import VideoDataModule
+from videolm.models.mean_clip import FrameMeanCLIP
+from videolm.models.xclip import XCLIPClassifier
 
 
 def datamodule(args) -> VideoDataModule:
@@ -63,13 +60,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
         generate_corpus(args.data, videos=args.videos, seed=0)
     class_names = datamodule(args).class_names
-    common = dict(clip_config="tiny", class_names=class_names, freeze_text=True, lr=args.lr,
-                  weight_decay=0.001, warmup_epochs=args.epochs / 10, label_smoothing=0.0)
+    optim = dict(lr=args.lr, betas=(0.9, 0.98), weight_decay=0.001, warmup_epochs=args.epochs / 10)
+    common = dict(class_names=class_names, freeze_text=True, label_smoothing=0.0, prompt="{}")
 
     torch.manual_seed(args.seed)
-    baseline = FrameMeanCLIP(prompt="{}", **common)
-    xclip = XCLIPClassifier(num_frames=args.frames, prompt="{}", new_lr_scale=args.new_lr_scale, **common)
-    missing, unexpected = xclip.model.clip.load_state_dict(baseline.clip.state_dict(), strict=False)
+    baseline = FrameMeanCLIP("tiny", optim=optim, **common)
+    xclip = XCLIPClassifier({"preset": "tiny", "num_frames": args.frames},
+                            optim={**optim, "new_lr_scale": args.new_lr_scale}, **common)
+    missing, unexpected = xclip.model.clip.load_state_dict(baseline.model.clip.state_dict(), strict=False)
     assert not unexpected and all(".message_" in k for k in missing), (missing, unexpected)
 
     results = {}
