@@ -1,17 +1,13 @@
-"""Write model_zoo.md from the zoo registry (built-in and bundled cards): python scripts/make_model_zoo.py
+"""Write model_zoo.md from the zoo registry (built-in and bundled cards): python3 scripts/make_model_zoo.py
 
-Same as ``videolm zoo markdown --out model_zoo.md``.
+Same as ``videolm zoo markdown --out model_zoo.md`` (run it with the package installed: ``pip install -e .``).
 """
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-
-from videolm.zoo.registry import markdown  # noqa: E402
+from videolm.zoo.registry import markdown
 
 if __name__ == "__main__":
-    out = ROOT / "model_zoo.md"
+    out = Path(__file__).resolve().parents[1] / "model_zoo.md"
     out.write_text(markdown() + "\n")
     print(f"wrote {out}")

@@ -143,7 +143,10 @@ class VideoModule(pl.LightningModule):
     def save_config(self, **hparams) -> None:
         """Save hyper-parameters as plain data (dataclasses as dicts), so a checkpoint loads with
         ``torch.load(weights_only=True)`` and ``load_from_checkpoint`` rebuilds the module."""
-        self.save_hyperparameters({k: plain(v) for k, v in hparams.items()})
+        cls = type(self)
+        # _class_path: what LightningCLI reads back from a checkpoint given as --ckpt_path
+        self.save_hyperparameters({"_class_path": f"{cls.__module__}.{cls.__qualname__}",
+                                   **{k: plain(v) for k, v in hparams.items()}})
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["videolm"] = {"method": self.method}
