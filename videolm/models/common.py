@@ -163,6 +163,59 @@ class VideoModule(pl.LightningModule):
         return getattr(dm, "class_names", None)
 
 
+# -- video models on an open_clip tower ---------------------------------------------------------------------
+
+
+class CLIPVideoModel(nn.Module):
+    """Base of the video models built on an open_clip CLIP (``self.clip``, from ``videolm.backbones.clip``).
+
+    ``config`` has ``clip`` (an open_clip name or ``tiny``), ``pretrained`` (its tag), ``clip_config``
+    (a custom open_clip config, overriding ``clip``) and ``num_frames``; ``clip_kwargs`` go to
+    ``create_clip`` (``drop_path``, ``vision_block``).
+    """
+
+    mean = "clip"  # frame normalisation the model expects
+
+    def __init__(self, config, **clip_kwargs):
+        super().__init__()
+        from videolm.backbones import clip as clip_lib
+
+        self.config = config
+        custom = config.clip_config if config.clip_config is not None else ("tiny" if config.clip == "tiny" else None)
+        self.model_name = None if custom is not None else config.clip
+        self.clip = clip_lib.create_clip(config.clip, config.pretrained if custom is None else None, custom,
+                                         **clip_kwargs)
+
+    @property
+    def vision_blocks(self) -> nn.ModuleList:
+        return self.clip.visual.transformer.resblocks
+
+    @property
+    def image_size(self) -> int:
+        from videolm.backbones.clip import image_size
+
+        return image_size(self.clip)
+
+    @property
+    def num_frames(self) -> int:
+        return self.config.num_frames
+
+    def is_new(self, name: str) -> bool:
+        """Whether a parameter is new to the image CLIP (trained at ``Optim.new_lr_scale``)."""
+        return False
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        from videolm.backbones.clip import tokenize
+
+        return tokenize(self.clip, texts, self.model_name)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Text embeddings ``(K, E)`` (not normalised)."""
+        from videolm.backbones.clip import encode_text
+
+        return encode_text(self.clip, tokens)
+
+
 # -- evaluation helpers -----------------------------------------------------------------------------------
 
 

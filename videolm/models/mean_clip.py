@@ -13,10 +13,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce
-from torch import nn
 
 from videolm.backbones import clip as clip_lib
-from videolm.models.common import Optim, VideoTextClassifier, as_config
+from videolm.models.common import CLIPVideoModel, Optim, VideoTextClassifier, as_config
 
 
 @dataclass
@@ -36,34 +35,11 @@ class FrameMeanConfig:
     }
 
 
-class FrameMean(nn.Module):
+class FrameMean(CLIPVideoModel):
     """Per-frame CLIP image features, mean over time; class text from the CLIP text tower."""
 
-    mean = "clip"
-
     def __init__(self, config: FrameMeanConfig | dict | str | None = None):
-        super().__init__()
-        self.config = c = as_config(FrameMeanConfig, config)
-        custom = c.clip_config if c.clip_config is not None else ("tiny" if c.clip == "tiny" else None)
-        self.model_name = None if custom is not None else c.clip
-        self.clip = clip_lib.create_clip(c.clip, c.pretrained if custom is None else None, custom)
-
-    @property
-    def image_size(self) -> int:
-        return clip_lib.image_size(self.clip)
-
-    @property
-    def num_frames(self) -> int:
-        return self.config.num_frames
-
-    def is_new(self, name: str) -> bool:
-        return False
-
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return clip_lib.tokenize(self.clip, texts, self.model_name)
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return clip_lib.encode_text(self.clip, tokens)
+        super().__init__(as_config(FrameMeanConfig, config))
 
     def encode_video(self, videos: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` -> the mean of the normalised frame embeddings ``(B, E)``."""

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from videolm.backbones import clip as clip_lib
-from videolm.models.common import Optim, VideoTextClassifier, as_config
+from videolm.models.common import CLIPVideoModel, Optim, VideoTextClassifier, as_config
 from videolm.nn.attention import MultiheadAttention
 from videolm.nn.transformer import Block
 
@@ -129,18 +129,13 @@ class MultiFrameIntegration(nn.Module):
         return reduce(x + frames, "b t d -> b d", "mean")
 
 
-class XCLIP(nn.Module):
-    """X-CLIP on an open_clip CLIP (see :class:`XCLIPConfig`)."""
-
-    mean = "clip"  # frame normalisation; the transformers checkpoints use "imagenet" (set by the converter)
+class XCLIP(CLIPVideoModel):
+    """X-CLIP on an open_clip CLIP (see :class:`XCLIPConfig`). ``mean``: the frame normalisation it
+    expects (the converter sets ``imagenet`` for the transformers checkpoints)."""
 
     def __init__(self, config: XCLIPConfig | dict | str | None = None):
-        super().__init__()
-        self.config = c = as_config(XCLIPConfig, config)
-        custom = c.clip_config if c.clip_config is not None else ("tiny" if c.clip == "tiny" else None)
-        self.model_name = None if custom is not None else c.clip
-        self.clip = clip_lib.create_clip(c.clip, c.pretrained if custom is None else None, custom,
-                                         drop_path=c.drop_path, vision_block=CrossFrameBlock)
+        c = as_config(XCLIPConfig, config)
+        super().__init__(c, drop_path=c.drop_path, vision_block=CrossFrameBlock)
         self.grad_checkpointing = c.grad_checkpointing
         act = type(self.vision_blocks[0].mlp.gelu)
         width, dim = clip_lib.vision_width(self.clip), clip_lib.embed_dim(self.clip)
@@ -150,31 +145,12 @@ class XCLIP(nn.Module):
         self.prompts_visual_proj = nn.Parameter(torch.randn(width, dim) * width**-0.5)
         self.prompt_generator = PromptGenerator(dim, c.prompt_layers, c.prompt_heads or heads, c.prompt_alpha, act)
 
-    @property
-    def vision_blocks(self) -> nn.ModuleList:
-        return clip_lib.vision_blocks(self.clip)
-
-    @property
-    def image_size(self) -> int:
-        return clip_lib.image_size(self.clip)
-
-    @property
-    def num_frames(self) -> int:
-        return self.config.num_frames
-
     def is_new(self, name: str) -> bool:
         """Parameters that are not in the image CLIP (trained at the higher learning rate)."""
         return not name.startswith("clip.") or ".message_" in name
 
     def new_parameter_names(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if self.is_new(n)}
-
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return clip_lib.tokenize(self.clip, texts, self.model_name)
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Text embeddings ``(K, E)`` (not normalised, before the video-specific prompts)."""
-        return clip_lib.encode_text(self.clip, tokens)
 
     def encode_frames(self, videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, C, H, W)`` -> frame embeddings ``(B, T, E)`` and prompt tokens ``(B, N, E)``."""
