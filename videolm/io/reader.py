@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import av.bitstream
 import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
@@ -135,40 +136,50 @@ class _PyAVReader:
 
     def _build_index(self, num_threads: int) -> None:
         path, container = self.path, self.container
-        if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
-            raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
-        self.stream = stream = container.streams.video[0]
+        self.stream = stream = _video_stream(container, path)
         stream.thread_count = self.num_threads = num_threads
         self.codec = stream.codec_context
         self.width, self.height = self.codec.width, self.codec.height
-        packets, order, damaged, size = [], [], False, 0  # order: (pts, keyframe) in decode order
+        # Packets are kept in decode order, those marked discard too (an edit list that starts after
+        # a keyframe, as a stream-copy cut writes): the decoder needs them and drops their frames itself.
+        packets, order, damaged, size = [], [], False, 0  # order: (pts, keyframe, discard) in decode order
+        check, broken = _header_check(stream), set()  # broken: decode positions of refused packets
         try:
             for packet in container.demux(stream):
-                if packet.size and not packet.is_discard:
-                    order.append((packet.pts, packet.is_keyframe))
-                    damaged |= packet.is_corrupt
-                    size += packet.size
-                    if packets is not None:
-                        packets.append(packet)
-                        if size > self.BUFFER_BYTES:
-                            packets = None
+                if not packet.size:
+                    continue
+                if check is not None:  # FFmpeg's own header parser: damaged bytes in an intact file
+                    try:
+                        check.filter(av.Packet(bytes(packet)))  # the filter consumes what it is given
+                    except av.FFmpegError:
+                        broken.add(len(order))
+                if packet.is_corrupt:
+                    broken.add(len(order))
+                order.append((packet.pts, packet.is_keyframe, packet.is_discard))
+                size += packet.size
+                if packets is not None:
+                    packets.append(packet)
+                    if size > self.BUFFER_BYTES:
+                        packets = None
         except av.FFmpegError:
             damaged = True
-        if not order:
+        shown = sum(not o[2] for o in order)
+        if not shown:
             raise VideoDecodeError(path, "zero frames (no video packets)")
         self.packets = packets
         # Presentation order is pts order; a stream without usable pts is read in decode order from its
         # first packet on (frames counted as they come out).
         self.timed = all(o[0] is not None for o in order) and len({o[0] for o in order}) == len(order)
+        self.has_discard = shown < len(order)
         if self.timed:
             self.order_pts = [o[0] for o in order]
-            self.key_positions = [d for d, o in enumerate(order) if o[1]] or [0]
+            shown_pts = [o[0] for o in order if not o[2]]
+            self.key_positions = [d for d, o in enumerate(order) if o[1] and d not in broken] or [0]
         else:
-            self.order_pts = list(range(len(order)))
+            self.order_pts = shown_pts = list(range(shown))
             self.key_positions = [0]
         self.position = {p: d for d, p in enumerate(self.order_pts)}
-        self.pts = sorted(self.order_pts)
+        self.pts = sorted(shown_pts)
         self.rotation, self._feed = None, None
         self._started = self._flushed = False
         self._next, self._last_out, self._count = 0, None, 0
@@ -177,11 +188,16 @@ class _PyAVReader:
         if self.pts[0] < self.order_pts[self.key_positions[0]]:
             damaged = True
             self._drop_undecodable_head()
-        # Trust the packet count when nothing was damaged and the container agrees (or gives no count);
-        # otherwise decode the tail and keep what really decodes.
-        if damaged or stream.frames not in (0, len(order)):
+        if broken:
+            # Damaged packets (the header parser refused them, or the demuxer flagged them): decode the
+            # whole file once and keep exactly the frames that come out.
+            damaged = True
+            self._keep_decodable()
+        elif damaged or stream.frames not in (0, shown, len(order)):
+            # Trust the packet count when nothing was damaged and the container agrees (or gives no
+            # count); otherwise decode the tail and keep what really decodes.
             self._drop_undecodable_tail()
-        self.clean = not damaged and len(self.pts) == len(order)  # safe to hand to decord
+        self.clean = not damaged and len(self.pts) == shown  # no frame was lost to damage
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.fps = float(rate) if rate else 25.0
 
@@ -214,6 +230,17 @@ class _PyAVReader:
         while key_pts not in decoded and (frames := self._pump()) is not None:
             decoded.update(self._key(f) for f in frames)
         self.pts = [p for p in self.pts if p >= key_pts or p in decoded]
+        if not self.pts:
+            raise VideoDecodeError(self.path, "no decodable video frames (corrupt data)")
+
+    def _keep_decodable(self) -> None:
+        """Decode every packet from the first one; keep the frames that come out."""
+        self._wanted = None
+        self._start(0)
+        decoded = set()
+        while (frames := self._pump()) is not None:
+            decoded.update(self._key(f) for f in frames)
+        self.pts = [p for p in self.pts if p in decoded]
         if not self.pts:
             raise VideoDecodeError(self.path, "no decodable video frames (corrupt data)")
 
@@ -262,7 +289,7 @@ class _PyAVReader:
             self.container.seek(0, backward=True, any_frame=False)
         else:
             self.container.seek(pts, stream=self.stream, backward=True)
-        return (p for p in self.container.demux(self.stream) if p.size and not p.is_discard)
+        return (p for p in self.container.demux(self.stream) if p.size)
 
     def _pump(self):
         """Decode the next packet (or drain the decoder at the end): the frames that came out, or None."""
@@ -343,6 +370,31 @@ class _PyAVReader:
     def close(self) -> None:
         self.packets = self._feed = None
         self.container.close()
+
+
+def _video_stream(container, path):
+    """The first video stream that is a video (not cover art); ``VideoDecodeError`` when none."""
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
+    return streams[0]
+
+
+# FFmpeg's bitstream filters that parse every packet's headers (no decoding): a packet they refuse will
+# not decode either.
+HEADER_PARSERS = {"h264": "h264_metadata", "hevc": "hevc_metadata", "vp9": "vp9_metadata", "av1": "av1_metadata",
+                  "mpeg2video": "mpeg2_metadata"}
+
+
+def _header_check(stream):
+    name = HEADER_PARSERS.get(stream.codec_context.name)
+    if name is None:
+        return None
+    try:
+        return av.bitstream.BitStreamFilterContext(name, stream)
+    except (av.FFmpegError, ValueError):
+        return None
 
 
 _local = threading.local()
