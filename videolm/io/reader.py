@@ -407,14 +407,39 @@ def _reformatter() -> VideoReformatter:
     return _local.reformatter
 
 
+def _decord_problem(index: _PyAVReader) -> str | None:
+    """Why decord cannot be trusted with this file, or None. decord seeks by the container's index and
+    numbers frames its own way: it crashes or hangs on damaged data, and returns other frames than the
+    ones shown (no error) on MPEG-TS/PS, negative or missing timestamps, edit lists, reordered AVI
+    frames and files with several video streams."""
+    container, fmt = index.container, index.container.format.name
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not index.clean:
+        return "damaged or truncated data"
+    if len(streams) > 1 or len(container.streams.video) > 1:
+        return f"a file with {len(container.streams.video)} video streams (it may decode another one)"
+    if not (fmt.startswith("mov") or fmt.startswith("matroska") or fmt == "avi"):
+        return f"{fmt} files (it misplaces their frames)"
+    if not index.timed:
+        return "a stream without usable timestamps"
+    if index.has_discard:
+        return "an edit list that hides packets (a stream-copy cut)"
+    if index.pts[0] < 0 or (index.stream.start_time or 0) < 0:
+        return "timestamps that start negative"
+    if fmt == "avi" and index.order_pts != index.pts:
+        return "an AVI with reordered (B-) frames"
+    return None
+
+
 class _DecordReader:
     """decord frames for a file that PyAV indexed cleanly; rotation and frame count come from the index."""
 
     def __init__(self, index: _PyAVReader, num_threads: int):
         self.path, self.info, self.quarter_turns = index.path, index.info, index.quarter_turns
         self.num_frames = self.info.num_frames
-        if not index.clean:  # decord can hang or crash on such files
-            raise VideoDecodeError(self.path, "decord is not safe on damaged or truncated data (use backend 'pyav')")
+        problem = _decord_problem(index)
+        if problem:
+            raise VideoDecodeError(self.path, f"decord is not safe on {problem} (use backend 'pyav')")
         try:
             import decord
         except ImportError:
@@ -427,6 +452,10 @@ class _DecordReader:
             raise VideoDecodeError(self.path, f"decord sees {len(self.reader)} frames, {self.num_frames} decode")
         if self.quarter_turns:
             self._check_rotation(index)
+        else:  # a cheap guard against the misplaced frames seen on files the checks above let through
+            last = self.num_frames - 1
+            if not torch.equal(self.read_sorted([0, last]), index.read_sorted([0, last])):
+                raise VideoDecodeError(self.path, "decord and PyAV disagree on the frames of this file (use backend 'pyav')")
 
     def _check_rotation(self, index: _PyAVReader) -> None:
         """Some decord builds apply the display rotation themselves, some do not: compare one frame."""
@@ -454,7 +483,7 @@ class _FrameFolder:
 
     def __init__(self, path: Path, fps: float):
         self.path = path
-        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not self.files:
             raise VideoDecodeError(path, f"zero frames (no {'/'.join(sorted(IMAGE_SUFFIXES))} images in the folder)")
         first = self._load(self.files[0])
@@ -467,9 +496,14 @@ class _FrameFolder:
         from torchvision.io import ImageReadMode, decode_image, read_file
 
         try:
-            return decode_image(read_file(str(file)), mode=ImageReadMode.RGB).permute(1, 2, 0)
+            image = decode_image(read_file(str(file)), mode=ImageReadMode.RGB)
         except (RuntimeError, ValueError) as e:
             raise VideoDecodeError(file, f"not a readable image ({_reason(e)})") from None
+        if image.dtype == torch.uint16:  # 16-bit PNG: 0..65535 -> 0..255, rounded (65535 = 255 * 257)
+            image = ((image.to(torch.int32) + 128) // 257).to(torch.uint8)
+        elif image.dtype != torch.uint8:
+            raise VideoDecodeError(file, f"unsupported image sample type {image.dtype} (8 or 16-bit images only)")
+        return image.permute(1, 2, 0)
 
     def read_sorted(self, indices: list[int]) -> torch.Tensor:
         frames = [self._load(self.files[i]) for i in indices]
