@@ -80,8 +80,9 @@ def test_stream_copy_cut_with_edit_list_shows_every_frame(source, tmp_path, buff
         assert len(reader) == len(shown)
         assert torch.equal(reader.get_frames(range(len(reader))), shown)
         assert numbers(reader.get_frames([40, 0, 10])) == numbers(shown[[40, 0, 10]])
-    with pytest.raises(VideoDecodeError, match="cut.mp4: decord is not safe on an edit list"):
-        VideoReader(cut, backend="decord")
+    for backend in ("decord", "torchcodec"):
+        with pytest.raises(VideoDecodeError, match=f"cut.mp4: {backend} is not safe on an edit list"):
+            VideoReader(cut, backend=backend)
 
 
 def test_bits_flipped_in_mdat_count_only_frames_that_decode(tmp_path, buffering):
@@ -114,8 +115,9 @@ def test_bits_flipped_in_mdat_count_only_frames_that_decode(tmp_path, buffering)
     alone = VideoReader(flipped)
     for i in [*range(len(reader)), *np.random.default_rng(2).permutation(len(reader))]:  # no index raises
         assert alone.get_frames([i]).shape == (1, 64, 96, 3)  # (damaged pixels differ with the decode path)
-    with pytest.raises(VideoDecodeError, match="flipped.mp4: decord is not safe on damaged"):
-        VideoReader(flipped, backend="decord")
+    for backend in ("decord", "torchcodec"):
+        with pytest.raises(VideoDecodeError, match=f"flipped.mp4: {backend} is not safe on damaged"):
+            VideoReader(flipped, backend=backend)
     assert VideoReader(clean)._impl.clean  # the check does not flag good files
 
 
@@ -140,9 +142,9 @@ def test_16_bit_png_frames_come_out_as_scaled_uint8(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["mpegts", "mpegts-wrapping", "mkv-negative-start", "avi-b-frames", "two-streams"])
-def test_decord_never_returns_other_frames(source, tmp_path, case):
-    """decord misplaces frames on these files without an error; PyAV shows the frames ffmpeg shows.
-    decord is either refused with a clear error or returns the same frames."""
+def test_decord_and_torchcodec_never_return_other_frames(source, tmp_path, case):
+    """decord (and torchcodec, on some) misplace frames on these files without an error; PyAV shows the
+    frames ffmpeg shows. decord and torchcodec are either refused with a clear error or return them."""
     other = write_video(tmp_path / "other.mp4", 255 - numbered(60, 48, 96), fps=25)
     path = tmp_path / {"mpegts": "a.ts", "mpegts-wrapping": "wrap.ts", "mkv-negative-start": "neg.mkv",
                        "avi-b-frames": "bf.avi", "two-streams": "two.mp4"}[case]
@@ -160,9 +162,11 @@ def test_decord_never_returns_other_frames(source, tmp_path, case):
     expected = shown[wanted]
     pyav = VideoReader(path, backend="pyav")
     assert len(pyav) == 100 and torch.equal(pyav.get_frames(wanted), expected)
-    try:
-        reader = VideoReader(path, backend="decord")
-    except VideoDecodeError as e:
-        assert str(e).startswith(f"{path}: decord is not safe on")
-        return
-    assert len(reader) == 100 and torch.equal(reader.get_frames(wanted), expected)
+    for backend in ("decord", "torchcodec"):
+        try:
+            reader = VideoReader(path, backend=backend)
+        except VideoDecodeError as e:
+            assert str(e).startswith(f"{path}: {backend} is not safe on")
+            continue
+        assert len(reader) == 100
+        assert (reader.get_frames(wanted).int() - expected.int()).abs().max() <= 1

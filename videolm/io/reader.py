@@ -10,6 +10,8 @@ keyframe before each wanted frame only as far as needed, or from decord when ask
 from __future__ import annotations
 
 import bisect
+import importlib
+import io
 import itertools
 import threading
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from av.video.reformatter import VideoReformatter
 from .errors import VideoDecodeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+BACKENDS = ("auto", "pyav", "decord", "torchcodec")
 
 
 @dataclass(frozen=True)
@@ -52,23 +55,30 @@ class VideoReader:
     ...     frames = reader.get_frames([0, 4, 8])  # uint8 (3, H, W, 3)
     """
 
-    def __init__(self, path, backend: str = "auto", fps: float | None = None, num_threads: int = 1):
-        if backend not in ("auto", "decord", "pyav"):
-            raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', not {backend!r}")
-        self.path = Path(path)
-        if not self.path.exists():
-            raise VideoDecodeError(self.path, "file not found")
-        if self.path.is_dir():
-            self._impl = _FrameFolder(self.path, fps or 25.0)
-            self.backend = "frames"
+    def __init__(self, source, backend: str = "auto", fps: float | None = None, num_threads: int = 1,
+                 name: str | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, not {backend!r}")
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self.path, target = name or "<bytes>", io.BytesIO(source)
+        elif hasattr(source, "read"):
+            self.path, target = name or getattr(source, "name", None) or "<file>", source
         else:
-            index = _PyAVReader(self.path, num_threads)
-            self._impl, self.backend = index, "pyav"
-            if backend == "decord":
-                try:
-                    self._impl, self.backend = _DecordReader(index, num_threads), "decord"
-                finally:
-                    index.close()
+            self.path = target = Path(source)
+            if not target.exists():
+                raise VideoDecodeError(name or target, "file not found")
+            if target.is_dir():
+                self._impl = _FrameFolder(target, fps or 25.0)
+                self.backend = "frames"
+                return
+            self.path = name or target
+        index = _PyAVReader(target, num_threads, name=self.path)
+        self._impl, self.backend = index, "pyav"
+        if backend in ("decord", "torchcodec"):
+            try:
+                self._impl, self.backend = _SeekingReader(index, backend, num_threads), backend
+            finally:
+                index.close()
 
     @property
     def info(self) -> VideoInfo:
@@ -120,14 +130,24 @@ class _PyAVReader:
 
     BUFFER_BYTES = 64 << 20
 
-    def __init__(self, path: Path, num_threads: int):
-        self.path = path
-        if path.stat().st_size == 0:
-            raise VideoDecodeError(path, "empty file")
+    def __init__(self, target, num_threads: int, name=None):
+        """``target``: a path or a binary file object; ``name``: what errors call it (default: the path)."""
+        self.path = name or target
+        if isinstance(target, Path):
+            empty = target.stat().st_size == 0
+        else:
+            if not target.seekable():  # PyAV needs to seek: keep a copy in memory
+                target = io.BytesIO(target.read())
+            start = target.tell()
+            empty = target.seek(0, io.SEEK_END) == start
+            target.seek(start)
+        self.target = target
+        if empty:
+            raise VideoDecodeError(self.path, "empty file")
         try:
-            self.container = av.open(str(path), metadata_errors="ignore")
+            self.container = av.open(str(target) if isinstance(target, Path) else target, metadata_errors="ignore")
         except av.FFmpegError as e:
-            raise VideoDecodeError(path, f"not a readable video ({_reason(e)})") from None
+            raise VideoDecodeError(self.path, f"not a readable video ({_reason(e)})") from None
         try:
             self._build_index(num_threads)
         except BaseException:
@@ -407,11 +427,11 @@ def _reformatter() -> VideoReformatter:
     return _local.reformatter
 
 
-def _decord_problem(index: _PyAVReader) -> str | None:
-    """Why decord cannot be trusted with this file, or None. decord seeks by the container's index and
-    numbers frames its own way: it crashes or hangs on damaged data, and returns other frames than the
-    ones shown (no error) on MPEG-TS/PS, negative or missing timestamps, edit lists, reordered AVI
-    frames and files with several video streams."""
+def _seek_problem(index: _PyAVReader) -> str | None:
+    """Why decord or torchcodec cannot be trusted with this file, or None. They seek by the container's
+    index and number frames their own way: decord crashes or hangs on damaged data, and both return other
+    frames than the ones shown (no error) on some of MPEG-TS/PS, negative or missing timestamps, edit
+    lists, reordered AVI frames and files with several video streams (tests/io/test_correctness.py)."""
     container, fmt = index.container, index.container.format.name
     streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not index.clean:
@@ -431,48 +451,69 @@ def _decord_problem(index: _PyAVReader) -> str | None:
     return None
 
 
-class _DecordReader:
-    """decord frames for a file that PyAV indexed cleanly; rotation and frame count come from the index."""
+class _SeekingReader:
+    """decord or torchcodec frames for a file that PyAV indexed: the frame count and rotation come from
+    the index, files where these decoders misplace frames are refused (``_seek_problem``), and the first
+    and last frames must match PyAV's before any frame is returned."""
 
-    def __init__(self, index: _PyAVReader, num_threads: int):
-        self.path, self.info, self.quarter_turns = index.path, index.info, index.quarter_turns
-        self.num_frames = self.info.num_frames
-        problem = _decord_problem(index)
+    TOLERANCE = {"decord": 0, "torchcodec": 1}  # grey levels: decord converts as PyAV does
+
+    def __init__(self, index: _PyAVReader, backend: str, num_threads: int):
+        self.path, self.info, self.backend = index.path, index.info, backend
+        self.num_frames, self.quarter_turns = self.info.num_frames, index.quarter_turns
+        problem = _seek_problem(index)
         if problem:
-            raise VideoDecodeError(self.path, f"decord is not safe on {problem} (use backend 'pyav')")
+            raise VideoDecodeError(self.path, f"{backend} is not safe on {problem} (use backend 'pyav')")
         try:
-            import decord
+            library = importlib.import_module("decord" if backend == "decord" else "torchcodec.decoders")
         except ImportError:
-            raise VideoDecodeError(self.path, "backend 'decord' requested but decord is not installed") from None
+            raise VideoDecodeError(self.path, f"backend {backend!r} requested but {backend} is not installed") from None
+        except (OSError, RuntimeError) as e:  # torchcodec without FFmpeg's shared libraries
+            raise VideoDecodeError(self.path, f"backend {backend!r} cannot be loaded ({_reason(e)})") from None
+        source = index.target
+        if isinstance(source, Path):
+            source = str(source)
+        else:
+            source.seek(0)
         try:
-            self.reader = decord.VideoReader(str(self.path), num_threads=num_threads)
-        except Exception as e:  # decord raises its own DECORDError
-            raise VideoDecodeError(self.path, f"decord cannot open it ({_reason(e)})") from None
-        if len(self.reader) != self.num_frames:
-            raise VideoDecodeError(self.path, f"decord sees {len(self.reader)} frames, {self.num_frames} decode")
-        if self.quarter_turns:
-            self._check_rotation(index)
-        else:  # a cheap guard against the misplaced frames seen on files the checks above let through
-            last = self.num_frames - 1
-            if not torch.equal(self.read_sorted([0, last]), index.read_sorted([0, last])):
-                raise VideoDecodeError(self.path, "decord and PyAV disagree on the frames of this file (use backend 'pyav')")
+            if backend == "decord":
+                self.reader = library.VideoReader(source, num_threads=num_threads)
+                count = len(self.reader)
+            else:
+                self.reader = library.VideoDecoder(
+                    source.getvalue() if isinstance(source, io.BytesIO) else source, stream_index=index.stream.index,
+                    dimension_order="NHWC", num_ffmpeg_threads=num_threads, seek_mode="exact",
+                )
+                count = self.reader.metadata.num_frames
+        except Exception as e:  # decord's DECORDError, torchcodec's RuntimeError
+            raise VideoDecodeError(self.path, f"{backend} cannot open it ({_reason(e)})") from None
+        if count != self.num_frames:
+            raise VideoDecodeError(self.path, f"{backend} sees {count} frames, {self.num_frames} decode")
+        self._check_frames(index)
 
-    def _check_rotation(self, index: _PyAVReader) -> None:
-        """Some decord builds apply the display rotation themselves, some do not: compare one frame."""
-        decoded = index.read_sorted([0])[0].numpy()
-        ours = self.read_sorted([0])[0].numpy()
-        if ours.shape == decoded.shape and np.array_equal(ours, decoded):
-            return
-        turned = np.rot90(decoded, self.quarter_turns)
-        if ours.shape != turned.shape or not np.array_equal(ours, turned):
-            raise VideoDecodeError(self.path, "decord and PyAV disagree on the pixels of a rotated video")
-        self.quarter_turns = 0
+    def _check_frames(self, index: _PyAVReader) -> None:
+        """Compare the first and last frames with PyAV's. Some builds apply the display rotation
+        themselves, some do not: either is accepted, and the rotation is then applied once."""
+        ends = sorted({0, self.num_frames - 1})
+        upright = torch.rot90(index.read_sorted(ends), self.quarter_turns, dims=(1, 2))
+        ours = self.read_sorted(ends)
+        tolerance = self.TOLERANCE[self.backend]
+
+        def close(a, b):
+            return a.shape == b.shape and (a.int() - b.int()).abs().max().item() <= tolerance
+
+        if close(ours, upright):
+            self.quarter_turns = 0
+        elif not (self.quarter_turns and close(torch.rot90(ours, self.quarter_turns, dims=(1, 2)), upright)):
+            raise VideoDecodeError(self.path, f"{self.backend} and PyAV disagree on the frames of this file (use backend 'pyav')")
 
     def read_sorted(self, indices: list[int]) -> torch.Tensor:
         try:
-            return torch.from_numpy(self.reader.get_batch(indices).asnumpy())
+            if self.backend == "decord":
+                return torch.from_numpy(self.reader.get_batch(indices).asnumpy())
+            return self.reader.get_frames_at(indices).data
         except Exception as e:  # decord's DECORDError (it has odd failures, e.g. on 48 px wide videos)
-            raise VideoDecodeError(self.path, f"decord failed ({_reason(e)})") from None
+            raise VideoDecodeError(self.path, f"{self.backend} failed ({_reason(e)})") from None
 
     def close(self) -> None:
         self.reader = None
