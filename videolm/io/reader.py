@@ -119,6 +119,31 @@ class VideoReader:
         self.close()
 
 
+def probe(source, name: str | None = None, fps: float | None = None) -> dict:
+    """What a video is: a dict of ``frames`` (those that really decode), ``fps``, ``duration`` (s),
+    ``width`` and ``height`` (as displayed), ``codec``, ``container``, ``rotation`` (degrees,
+    counter-clockwise, applied when reading), ``clean`` (no damage found and safe to hand to decord and
+    torchcodec) and ``problem`` (why it is not clean, else None). ``source``: as :class:`VideoReader`
+    takes it (a frame folder too); bad input raises ``VideoDecodeError``.
+
+    >>> probe("clip.mp4")["frames"]
+    300
+    """
+    with VideoReader(source, fps=fps, name=name) as reader:
+        info, impl = reader.info, reader._impl
+        if reader.backend == "frames":
+            codec = "/".join(sorted({f.suffix.lower().lstrip(".") for f in impl.files}))
+            container, rotation, problem = "frames", 0, None
+        else:
+            codec, container = impl.codec.name, impl.container.format.name
+            rotation, problem = 90 * impl.quarter_turns, _seek_problem(impl)
+        return {
+            "path": str(reader.path), "frames": info.num_frames, "fps": info.fps, "duration": info.duration,
+            "width": info.width, "height": info.height, "codec": codec, "container": container,
+            "rotation": rotation, "clean": problem is None, "problem": problem,
+        }
+
+
 class _PyAVReader:
     """PyAV index and decoder. Frames are numbered in presentation (pts) order.
 
