@@ -142,7 +142,7 @@ def test_16_bit_png_frames_come_out_as_scaled_uint8(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["mpegts", "mpegts-wrapping", "mkv-negative-start", "avi-b-frames", "two-streams"])
-def test_decord_and_torchcodec_never_return_other_frames(source, tmp_path, case):
+def test_decord_and_torchcodec_never_return_other_frames(source, tmp_path, case, buffering):
     """decord (and torchcodec, on some) misplace frames on these files without an error; PyAV shows the
     frames ffmpeg shows. decord and torchcodec are either refused with a clear error or return them."""
     other = write_video(tmp_path / "other.mp4", 255 - numbered(60, 48, 96), fps=25)

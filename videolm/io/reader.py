@@ -316,12 +316,13 @@ class _PyAVReader:
             self._feed = iter(self.packets[position:])
         elif not self.timed:
             self._feed, position = self._seek(None), 0
-        else:  # seek by pts (as mp4 and mkv index); should it land past the keyframe, start over
+        else:  # seek by pts (as mp4 and mkv index); should it land past the keyframe or on a packet
+            # the index does not know (timestamps that wrap), start over
             self._feed = self._seek(self.order_pts[position])
             first = next(self._feed, None)
-            landed = self.position.get(first.pts, 0) if first is not None else position
-            if landed > position:
-                self._feed, landed = self._seek(None), 0
+            landed = self.position.get(first.pts) if first is not None else None
+            if landed is None or landed > position:
+                self._feed, landed, first = self._seek(None), 0, None
             elif first is not None:
                 self._feed = itertools.chain([first], self._feed)
             position = landed
@@ -329,11 +330,22 @@ class _PyAVReader:
         self._started, self._skipped = True, set()
 
     def _seek(self, pts: int | None):
-        """Seek to the keyframe at or before ``pts`` (None: the start); the packets from there on."""
-        if pts is None:
-            self.container.seek(0, backward=True, any_frame=False)
-        else:
+        """Seek to the keyframe at or before ``pts`` (None: the very first packet); the packets from
+        there on. The start is reached by opening the file again: a seek to time 0 lands past it when the
+        timestamps start negative, and anywhere when they wrap."""
+        if pts is not None:
             self.container.seek(pts, stream=self.stream, backward=True)
+        else:
+            number = self.stream.index  # (read before the close frees the stream)
+            self._feed = None
+            self.container.close()
+            if not isinstance(self.target, Path):
+                self.target.seek(0)
+            self.container = av.open(str(self.target) if isinstance(self.target, Path) else self.target,
+                                     metadata_errors="ignore")
+            self.stream = self.container.streams[number]
+            self.stream.thread_count = self.num_threads
+            self.codec, self._skipping = self.stream.codec_context, False
         return (p for p in self.container.demux(self.stream) if p.size)
 
     def _pump(self):
