@@ -170,3 +170,20 @@ def test_decord_and_torchcodec_never_return_other_frames(source, tmp_path, case,
             continue
         assert len(reader) == 100
         assert (reader.get_frames(wanted).int() - expected.int()).abs().max() <= 1
+
+
+def test_cover_art_stream_is_not_the_video(source, tmp_path):
+    """Cover art: in mp4 an attached picture, in mkv a one-frame PNG track listed before the video
+    (not marked default). Neither is the video."""
+    cover = tmp_path / "cover.png"
+    ffmpeg("-f", "lavfi", "-i", "color=c=green:s=48x48", "-frames:v", 1, cover)
+    for name in ("with_cover.mp4", "with_cover.mkv"):
+        path = tmp_path / name
+        ffmpeg("-i", source, "-i", cover, "-map", 1, "-map", 0, "-c", "copy", "-disposition:v:0", "attached_pic", path)
+        with av.open(str(path)) as container:
+            assert [s.codec_context.name for s in container.streams.video] == (
+                ["h264", "png"] if name.endswith("mp4") else ["png", "h264"])
+        reader = VideoReader(path)
+        assert len(reader) == 100 and numbers(reader.get_frames([99, 0, 42])) == [99, 0, 42]
+        with pytest.raises(VideoDecodeError, match="decord is not safe on a file with 2 video streams"):
+            VideoReader(path, backend="decord")

@@ -430,12 +430,14 @@ class _PyAVReader:
 
 
 def _video_stream(container, path):
-    """The first video stream that is a video (not cover art); ``VideoDecodeError`` when none."""
-    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    """The video: the first video stream marked default, else the first one, cover art left out (an
+    attached picture, or a still track muxed before the video); ``VideoDecodeError`` when none."""
+    flags = av.stream.Disposition
+    streams = [s for s in container.streams.video if not s.disposition & flags.attached_pic]
     if not streams:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
-    return streams[0]
+    return next((s for s in streams if s.disposition & flags.default), streams[0])
 
 
 # FFmpeg's bitstream filters that parse every packet's headers (no decoding): a packet they refuse will
@@ -464,16 +466,15 @@ def _reformatter() -> VideoReformatter:
     return _local.reformatter
 
 
-def _seek_problem(index: _PyAVReader) -> str | None:
+def _seek_problem(index: _PyAVReader, backend: str = "decord") -> str | None:
     """Why decord or torchcodec cannot be trusted with this file, or None. They seek by the container's
     index and number frames their own way: decord crashes or hangs on damaged data, and both return other
     frames than the ones shown (no error) on some of MPEG-TS/PS, negative or missing timestamps, edit
     lists, reordered AVI frames and files with several video streams (tests/io/test_correctness.py)."""
     container, fmt = index.container, index.container.format.name
-    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not index.clean:
         return "damaged or truncated data"
-    if len(streams) > 1 or len(container.streams.video) > 1:
+    if len(container.streams.video) > 1 and backend == "decord":  # torchcodec is told which stream
         return f"a file with {len(container.streams.video)} video streams (it may decode another one)"
     if not (fmt.startswith("mov") or fmt.startswith("matroska") or fmt == "avi"):
         return f"{fmt} files (it misplaces their frames)"
@@ -498,7 +499,7 @@ class _SeekingReader:
     def __init__(self, index: _PyAVReader, backend: str, num_threads: int):
         self.path, self.info, self.backend = index.path, index.info, backend
         self.num_frames, self.quarter_turns = self.info.num_frames, index.quarter_turns
-        problem = _seek_problem(index)
+        problem = _seek_problem(index, backend)
         if problem:
             raise VideoDecodeError(self.path, f"{backend} is not safe on {problem} (use backend 'pyav')")
         try:
