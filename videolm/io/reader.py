@@ -195,7 +195,7 @@ class _PyAVReader:
                     continue
                 if check is not None:  # FFmpeg's own header parser: damaged bytes in an intact file
                     try:
-                        check.filter(av.Packet(bytes(packet)))  # the filter consumes what it is given
+                        check.filter(av.Packet(packet))  # a copy: the filter consumes what it is given
                     except av.FFmpegError:
                         broken.add(len(order))
                 if packet.is_corrupt:
