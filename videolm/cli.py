@@ -41,6 +41,32 @@ def _add_data(sub) -> None:
         generate_corpus(a.out, videos=a.videos, seed=a.seed)
 
     s.set_defaults(func=run)
+    _add_data_probe(dsub)
+
+
+def _add_data_probe(dsub) -> None:
+    s = dsub.add_parser("probe", help="a video's facts: frames, fps, duration, size, codec, rotation, clean")
+    s.add_argument("video", help="video file or frame folder")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def run(a):
+        import json
+
+        from videolm.io import VideoDecodeError, probe
+
+        try:
+            facts = probe(a.video)
+        except VideoDecodeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if a.json:
+            print(json.dumps(facts))
+        else:
+            for key, value in facts.items():
+                print(f"{key}: {round(value, 3) if isinstance(value, float) else value}")
+        return 0
+
+    s.set_defaults(func=run)
 
     c = dsub.add_parser("check", help="probe every video of a manifest or folder; list the bad ones (exit 1 if any)")
     c.add_argument("source", metavar="MANIFEST_OR_FOLDER", help="manifest (jsonl/csv/tsv/txt) or folder of videos")

@@ -1,6 +1,7 @@
-"""Video decoding: ``VideoReader`` over decord, PyAV and frame folders; ``VideoDecodeError`` for bad input."""
+"""Video decoding: ``VideoReader`` over PyAV, decord, torchcodec and frame folders (from a path, bytes or a file
+object); ``probe`` for a video's facts; ``VideoDecodeError`` for bad input."""
 
 from .errors import VideoDecodeError
-from .reader import VideoInfo, VideoReader
+from .reader import VideoInfo, VideoReader, probe
 
-__all__ = ["VideoDecodeError", "VideoInfo", "VideoReader"]
+__all__ = ["VideoDecodeError", "VideoInfo", "VideoReader", "probe"]
