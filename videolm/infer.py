@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from videolm.backbones.text import CAPTION_PROMPT
 from videolm.data.datasets import VideoDataset
 from videolm.data.manifests import read_class_names
 from videolm.data.sampling import uniform_indices
@@ -88,7 +89,6 @@ def classify(videos: list[str], model: str, labels: str, topk: int = 5, device: 
 # --- video LLMs (PLLaVA): caption and ask ---------------------------------------------------------
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
-CAPTION_PROMPT = "Describe the video."
 
 
 def resolve_model(name_or_path: str | Path | None) -> Path:
@@ -113,14 +113,11 @@ class VideoLLM:
 
     def __init__(self, model, tokenizer, num_frames: int | None = None, device: str | torch.device = "cpu",
                  batch_size: int = 8):
-        from videolm.models.pllava import TEMPLATES
-
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.num_frames = num_frames or model.num_frames
         self.batch_size = batch_size
-        self.template = TEMPLATES[model.template]
         self.transform = VideoTransform(model.image_size, train=False, resize_size=model.image_size)
 
     def frames(self, path: str | Path) -> torch.Tensor:
@@ -132,16 +129,8 @@ class VideoLLM:
     @torch.no_grad()
     def generate(self, videos: torch.Tensor, questions: Sequence[str], max_new_tokens: int = 32) -> list[str]:
         """Answers for a batch of ``(B, T, C, H, W)`` videos, one question each (greedy decoding)."""
-        from videolm.models.pllava import encode_prompts
-
-        text = encode_prompts(self.tokenizer, [self.template.prompt(q) for q in questions])
-        eos = self.tokenizer.convert_tokens_to_ids(self.template.end)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-        out = self.model.generate(
-            text["input_ids"].to(self.device), text["attention_mask"].to(self.device), videos.to(self.device),
-            max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=pad,
-        )
-        return [s.strip() for s in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        self.model.tokenizer = self.tokenizer
+        return self.model.generate_text(videos.to(self.device), list(questions), max_new_tokens)
 
     def run(self, paths: Sequence[str | Path], question: str = CAPTION_PROMPT, max_new_tokens: int = 32) -> list[dict]:
         """``[{"path", "text"} or {"path", "error"}]`` in input order; a file that fails does not stop the rest."""
@@ -183,9 +172,9 @@ class VideoLLM:
 def load(name_or_path: str | Path | None = None, num_frames: int | None = None, device: str | None = None,
          batch_size: int = 8, lora_alpha: float = 4.0) -> VideoLLM:
     """A :class:`VideoLLM` from a zoo name, a PLLaVA / llava-hf folder, or the built-in tiny model."""
-    from videolm.models.pllava import load_pretrained, load_tokenizer
+    from videolm.convert.pllava import load_pretrained
 
     folder = resolve_model(name_or_path)
     model = load_pretrained(folder, num_frames=num_frames, lora_alpha=lora_alpha)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return VideoLLM(model, load_tokenizer(folder, model), num_frames, device, batch_size)
+    return VideoLLM(model, model.tokenizer, num_frames, device, batch_size)
