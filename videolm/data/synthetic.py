@@ -521,3 +521,13 @@ def caption_attribute_accuracy(captions: list[str], qa: list[list[dict]]) -> flo
     if total == 0:
         raise ValueError("no colour / shape / motion questions to score captions against")
     return right / total
+
+
+def caption_texts(manifest: str | Path | None = None) -> list[str]:
+    """Every caption the corpus' template can produce, then the captions of ``manifest`` (a jsonl) if
+    given: the text a caption LM learns the corpus' language from."""
+    texts = [f"a {c} {s} {v}" for c in COLOURS for s in SHAPES for v in CAPTION_VERBS]
+    if manifest is not None:
+        with open(manifest, encoding="utf-8") as f:
+            texts += [json.loads(line)["caption"] for line in f if line.strip()]
+    return texts
