@@ -223,7 +223,8 @@ def bench_simvlg(args, device, g) -> None:
 
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from videolm.models.simvlg import SimVLG, train_caption_lm
+    from videolm.backbones.text import train_caption_lm
+    from videolm.models.simvlg import SimVLG
 
     with tempfile.TemporaryDirectory() as folder:
         lm = str(train_caption_lm(["a b"], folder, width=64, layers=1, heads=1, epochs=1))
@@ -231,7 +232,7 @@ def bench_simvlg(args, device, g) -> None:
         # 2. video path with / without temporal merging
         def video_model(temporal_r: int) -> SimVLG:
             torch.manual_seed(0)
-            return SimVLG(lm, model_name="ViT-B-16", connector_depth=12, r=19, temporal_r=temporal_r).eval().to(device)
+            return SimVLG(llm=lm, model_name="ViT-B-16", connector_depth=12, r=19, temporal_r=temporal_r).eval().to(device)
 
         videos = torch.randn(args.videos, args.frames, 3, 224, 224, generator=g).to(device)
         models = {0: video_model(0), args.temporal_r: video_model(args.temporal_r)}
@@ -260,7 +261,7 @@ def bench_simvlg(args, device, g) -> None:
 
         def step_model(r: int):
             torch.manual_seed(0)
-            m = SimVLG(str(llm_dir), clip_config={"embed_dim": 64, "vision_cfg": {"image_size": 224, "patch_size": 14,
+            m = SimVLG(llm=str(llm_dir), clip_config={"embed_dim": 64, "vision_cfg": {"image_size": 224, "patch_size": 14,
                        "width": 1024, "layers": 1, "head_width": 64}, "text_cfg": {"context_length": 8, "vocab_size": 8,
                        "width": 64, "heads": 1, "layers": 1}}, connector_depth=12, r=r).train().to(device)
             opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
@@ -361,7 +362,7 @@ def bench_pllava(args) -> dict:
     from videolm.data.synthetic import render_sample, write_video
     from videolm.infer import CAPTION_PROMPT, VideoLLM
     from videolm.io import VideoReader
-    from videolm.models.pllava import TEMPLATES, train_word_tokenizer
+    from videolm.backbones.text import TEMPLATES, train_word_tokenizer
 
     image_size, patch, tokens = args.image_size, args.patch, 32
     words = [f"w{i}" for i in range(200)]
@@ -381,9 +382,10 @@ def bench_pllava(args) -> dict:
 
         def run_ours() -> int:
             clip = pipe.frames(video)[None].to(device)
-            text = pipe.tokenizer(pipe.template.prompt(CAPTION_PROMPT), return_tensors="pt")
-            out = ours.generate(text["input_ids"].to(device), text["attention_mask"].to(device), clip,
-                                **gen)
+            text = pipe.tokenizer(TEMPLATES["vicuna"].prompt(CAPTION_PROMPT), return_tensors="pt")
+            embeds, mask, _ = ours.merge(text["input_ids"].to(device), text["attention_mask"].to(device),
+                                         ours.encode_video(clip))
+            out = ours.language_model.generate(inputs_embeds=embeds, attention_mask=mask, **gen)  # forced length
             assert out.shape[1] == tokens
             return ours.num_visual_tokens
 

@@ -41,27 +41,27 @@ import argparse
 import json
 import math
 import random
-import sys
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import videolm
+
+ASSETS = Path(videolm.__file__).parent / "assets"
 
 
 def tiny_llava_config(vocab_size: int, image_token_id: int, vision_width: int = 64, vision_layers: int = 3,
                       patch: int = 16, lm_layers: int = 2):
     from transformers import LlavaConfig
 
+    from videolm.backbones.text import tiny_lm_config
+
     vision = dict(model_type="clip_vision_model", hidden_size=vision_width, intermediate_size=2 * vision_width,
                   num_hidden_layers=vision_layers, num_attention_heads=4, image_size=64, patch_size=patch,
                   projection_dim=64)
-    text = dict(model_type="llama", hidden_size=128, intermediate_size=256, num_hidden_layers=lm_layers,
-                num_attention_heads=4, num_key_value_heads=4, vocab_size=vocab_size, max_position_embeddings=256,
-                tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    text = tiny_lm_config("llama", vocab_size, num_hidden_layers=lm_layers)
     return LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token_id,
                        vision_feature_layer=-2, vision_feature_select_strategy="default", tie_word_embeddings=True)
 
@@ -87,7 +87,6 @@ def render_stills(rng, count: int, grid: int, size: int = 64):
 
     from videolm.data import synthetic as syn
 
-    coords = (np.arange(size) + 0.5) * syn.UNIT / size
     main_px = round(syn.MAIN_H * size / syn.UNIT)
     frames = np.zeros((count, size, size, 3), dtype=np.float32)
     shapes = np.zeros((count, grid * grid), dtype=np.int64)
@@ -113,8 +112,7 @@ def render_stills(rng, count: int, grid: int, size: int = 64):
             if shape == "triangle" and rng.random() < 0.7:
                 angle = (45 * rng.integers(0, 8) + rng.uniform(-12, 12)) % 360
             alpha = rng.uniform(0.3, 1.0) if rng.random() < 0.2 else 1.0
-            syn._paint(main, (coords[None, :], coords[:main_px, None]), str(shape), syn.COLOURS[str(colour)],
-                       dict(x=x, y=y, r=r, alpha=alpha, angle=angle), size / syn.UNIT)
+            syn.draw_shape(main[0], str(shape), str(colour), x=x, y=y, r=r, alpha=alpha, angle=angle)
             cell = int(y * grid // syn.UNIT) * grid + int(x * grid // syn.UNIT)
             shapes[i, cell] = 1 + syn.SHAPES.index(str(shape))
             colours[i, cell] = 1 + names.index(str(colour))
@@ -151,7 +149,7 @@ class RenderedSamples(torch.utils.data.Dataset):
         import numpy as np
 
         from videolm.data.synthetic import COLOURS, NUMBERS, SHAPES, render_sample
-        from videolm.infer import CAPTION_PROMPT
+        from videolm.backbones.text import CAPTION_PROMPT
 
         label = None
         if self.label_p is not None:
@@ -275,26 +273,20 @@ class VisionWarmup(pl.LightningModule):
 
 
 def evaluate(model_dir: Path, manifest: Path, limit: int | None = None) -> dict:
-    """Caption parts (colour, shape, motion) and QA accuracy of a saved model on a corpus manifest."""
+    """Caption parts (colour, shape, motion), exact captions and QA accuracy of a saved model on a
+    corpus manifest (the corpus' scoring, :func:`videolm.data.synthetic.score_captions`)."""
     from videolm.data.manifests import read_jsonl
+    from videolm.data.synthetic import score_answers, score_captions
     from videolm.infer import load
 
     pipe = load(model_dir, device="cpu", batch_size=16)
     recs = read_jsonl(manifest)[:limit]
     paths = [str(manifest.parent / r["video"]) for r in recs]
     caps = pipe.caption(paths)
-    cap_ok = sum(c == r["caption"] for c, r in zip(caps, recs))
-    qa_ok = qa_n = 0
-    questions = sorted({qa["question"] for r in recs for qa in r.get("qa", [])})
-    for q in questions:
-        idx = [i for i, r in enumerate(recs) if any(x["question"] == q for x in r.get("qa", []))]
-        answers = pipe.ask([paths[i] for i in idx], q)
-        for i, a in zip(idx, answers):
-            truth = next(x["answer"] for x in recs[i]["qa"] if x["question"] == q)
-            qa_ok += a == truth
-            qa_n += 1
-    return {"videos": len(recs), "caption_exact": cap_ok / len(recs), "qa_acc": qa_ok / max(1, qa_n),
-            "examples": [(c, r["caption"]) for c, r in zip(caps[:3], recs[:3])]}
+    scores = score_captions(caps, [r["caption"] for r in recs])
+    right, asked = score_answers(lambda idx, q: pipe.ask([paths[i] for i in idx], q), recs)
+    return {"videos": len(recs), "caption_exact": scores["exact"], "caption_parts": scores,
+            "qa_acc": right / max(1, asked), "examples": [(c, r["caption"]) for c, r in zip(caps[:3], recs[:3])]}
 
 
 def write_card(out: Path, results: dict) -> Path:
@@ -320,7 +312,10 @@ def write_card(out: Path, results: dict) -> Path:
 def make_pllava(args) -> None:
     from videolm.data.datasets import collate
     from videolm.data.synthetic import generate_corpus
-    from videolm.models.pllava import PLLaVA, PLLaVAModule, TEMPLATES, train_word_tokenizer
+    from videolm.backbones.text import TEMPLATES, train_word_tokenizer
+    from videolm.convert.pllava import save_pllava
+    from videolm.models.common import Optim
+    from videolm.models.pllava import LoRA, PLLaVA, PLLaVAConfig, PLLaVAModule
 
     torch.set_num_threads(args.threads)
     pl.seed_everything(args.seed)
@@ -356,13 +351,12 @@ def make_pllava(args) -> None:
         fit(stage1, RenderedSamples(args.vision_steps * args.batch_size, seed=args.seed + 2, stills=args.stills,
                                     grid=grid, stride=args.stride), collate)
         print(f"stage 1 ({time.time() - start:.0f} s): held-out accuracy", stage1.accuracy(held_out), flush=True)
-        model.save(stage1_dir)
-        tokenizer.save_pretrained(stage1_dir)
+        save_pllava(model, stage1_dir, tokenizer)
         if args.stage1_only:
             return
-    module = PLLaVAModule(str(stage1_dir), pooling_shape=args.pooling, num_frames=16, lora_r=None,
-                          freeze_vision=args.freeze_vision, split_turns=True, lr=args.lr, weight_decay=0.01,
-                          warmup_steps=100, max_length=64)
+    module = PLLaVAModule(PLLaVAConfig(pooling_shape=tuple(args.pooling), num_frames=16),
+                          Optim(lr=args.lr, weight_decay=0.01, warmup_steps=100), pretrained=str(stage1_dir),
+                          lora=LoRA(r=0), freeze_vision=args.freeze_vision, split_turns=True, max_length=64)
     if args.freeze_vision:
         module.model.multi_modal_projector.requires_grad_(False)
     data = RenderedSamples(args.steps * args.batch_size, seed=args.seed + 1, stride=args.stride,
@@ -375,8 +369,7 @@ def make_pllava(args) -> None:
     print(f"trained {trainer.global_step} steps in {time.time() - start:.0f} s wall, "
           f"{time.process_time() - cpu:.0f} s CPU", flush=True)
     out = Path(args.out)
-    module.model.save(out)
-    module.tokenizer.save_pretrained(out)  # the one the LM was trained with (stage 1's)
+    save_pllava(module.model, out, module.tokenizer)  # the tokenizer the LM was trained with (stage 1's)
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"saved {out} ({size / 1e6:.1f} MB)", flush=True)
     results = evaluate(out, corpus / "test.jsonl")
@@ -388,7 +381,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="model", required=True)
     p = sub.add_parser("pllava", help="tiny PLLaVA captioner -> videolm/assets/pllava_tiny")
-    p.add_argument("--out", default=str(ROOT / "videolm" / "assets" / "pllava_tiny"))
+    p.add_argument("--out", default=str(ASSETS / "pllava_tiny"))
     p.add_argument("--work", default="/tmp/videolm_demo_pllava", help="corpus and intermediate files")
     p.add_argument("--eval-videos", type=int, default=300, help="size of the seed-0 corpus used to evaluate")
     p.add_argument("--seed", type=int, default=1, help="training videos are render_sample([seed, n])")

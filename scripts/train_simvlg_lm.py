@@ -9,18 +9,10 @@ can produce, plus the training captions); it never sees a video. SimVLG then kee
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from videolm.data.synthetic import CAPTION_VERBS, COLOURS, SHAPES
-from videolm.models.simvlg import train_caption_lm
-
-
-def caption_texts(corpus: str | Path) -> list[str]:
-    texts = [f"a {c} {s} {v}" for c in COLOURS for s in SHAPES for v in CAPTION_VERBS]
-    with open(Path(corpus) / "train.jsonl") as f:
-        texts += [json.loads(line)["caption"] for line in f if line.strip()]
-    return texts
+from videolm.backbones.text import train_caption_lm
+from videolm.data.synthetic import caption_texts
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -30,7 +22,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    out = train_caption_lm(caption_texts(a.corpus), a.out, epochs=a.epochs, seed=a.seed)
+    out = train_caption_lm(caption_texts(Path(a.corpus) / "train.jsonl"), a.out, epochs=a.epochs, seed=a.seed)
     print(f"caption LM saved to {out}")
     return out
 

@@ -10,7 +10,9 @@ from transformers import LlavaConfig
 import videolm
 from videolm.cli import main
 from videolm.data.synthetic import render_sample, write_video
-from videolm.models.pllava import PLLaVA, train_word_tokenizer
+from videolm.backbones.text import train_word_tokenizer
+from videolm.convert.pllava import save_pllava
+from videolm.models.pllava import PLLaVA
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +25,7 @@ def model_dir(tmp_path_factory):
                 vocab_size=len(tok), tie_word_embeddings=True, pad_token_id=0)
     torch.manual_seed(0)
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"))
-    PLLaVA(cfg, pooling_shape=(4, 2, 2), num_frames=4).save(folder)
-    tok.save_pretrained(folder)
+    save_pllava(PLLaVA(cfg, pooling_shape=(4, 2, 2), num_frames=4), folder, tok)
     return folder
 
 

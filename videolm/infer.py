@@ -21,13 +21,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from videolm.backbones.text import CAPTION_PROMPT
 from videolm.data.sampling import sample_indices
 from videolm.data.transforms import VideoTransform
 from videolm.io import VideoReader
 from videolm.io.errors import VideoDecodeError
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
-CAPTION_PROMPT = "Describe the video."
+__all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "Captioner", "Classifier", "Sampling", "classify", "load", "run_batch"]
 
 
 @dataclass

@@ -7,7 +7,9 @@ import torch
 from safetensors.torch import save_file
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
-from videolm.models.pllava import PLLaVA, TEMPLATES, from_llava_hf, load_pllava
+from videolm.backbones.text import TEMPLATES, train_word_tokenizer
+from videolm.convert.pllava import from_llava_hf, load_pllava, pllava_config, save_pllava
+from videolm.models.pllava import PRESETS, PLLaVA, PLLaVAConfig
 
 IMAGE_ID = 60
 
@@ -86,7 +88,7 @@ def write_official(folder, model: PLLaVA, shards: int = 2):
     """Write ``model`` the way the PLLaVA repos are laid out: config.json + sharded safetensors + index,
     LoRA-wrapped key names (``language_model.base_model.model....q_proj.base_layer.weight``)."""
     folder.mkdir(parents=True)
-    cfg = model.pllava_config()
+    cfg = pllava_config(model)
     cfg.pop("template")
     (folder / "config.json").write_text(json.dumps(cfg))
     # transformers-4 CLIPVisionModel names, as in the released checkpoints
@@ -138,7 +140,7 @@ def test_official_checkpoint_with_lora_alpha_rescaled(tmp_path):
 def test_save_load_roundtrip_official_names(tmp_path):
     torch.manual_seed(0)
     model = PLLaVA(tiny_config(tie=True), pooling_shape=(2, 2, 2), num_frames=2).eval()
-    model.save(tmp_path / "m")
+    save_pllava(model, tmp_path / "m")
     from safetensors import safe_open
 
     with safe_open(tmp_path / "m" / "model.safetensors", "pt") as f:
@@ -152,7 +154,7 @@ def test_save_load_roundtrip_official_names(tmp_path):
 
 def test_official_checkpoint_errors_name_the_folder(tmp_path):
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "config.json").write_text(json.dumps(PLLaVA(tiny_config()).pllava_config()))
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(pllava_config(PLLaVA(tiny_config()))))
     with pytest.raises(FileNotFoundError, match="bad"):
         load_pllava(tmp_path / "bad")
 
@@ -164,16 +166,27 @@ def test_templates():
 
 
 def test_batched_generation_matches_single():
+    tok = train_word_tokenizer(["what colour is it ? a red circle moves to the left", "USER: ASSISTANT:"])
+    llava = {**PRESETS["tiny"]["llava"], "image_token_index": tok.convert_tokens_to_ids("<image>")}
+    llava["text_config"] = {**llava["text_config"], "vocab_size": len(tok)}
     torch.manual_seed(0)
-    model = PLLaVA(tiny_config(), pooling_shape=(2, 2, 2), num_frames=2).eval()
+    model = PLLaVA(PLLaVAConfig(llava=llava, pooling_shape=(2, 2, 2), num_frames=2)).eval()
+    model.tokenizer = tok
     video = torch.randn(2, 2, 3, 32, 32)
-    a = torch.tensor([[1, 5, IMAGE_ID, 7, 8]])
-    b = torch.tensor([[1, IMAGE_ID, 9]])
-    batch = torch.tensor([[1, 5, IMAGE_ID, 7, 8], [0, 0, 1, IMAGE_ID, 9]])
-    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
-    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
-    out = model.generate(batch, mask, video, **kw)
-    ref_a = model.generate(a, torch.ones_like(a), video[:1], **kw)
-    ref_b = model.generate(b, torch.ones_like(b), video[1:], **kw)
-    assert out[0].tolist() == ref_a[0].tolist()
-    assert out[1].tolist() == ref_b[0].tolist()
+    questions = ["what colour is it ?", "a"]
+    out = model.generate_text(video, questions, max_new_tokens=6)  # left-padded prompts of different lengths
+    assert out == [model.generate_text(video[i:i + 1], questions[i:i + 1], max_new_tokens=6)[0] for i in range(2)]
+    assert any(out), out  # random weights still write words, so the comparison is not between empty strings
+    assert model.generate_text(video, None, max_new_tokens=6) == model.generate_text(
+        video, ["Describe the video."] * 2, max_new_tokens=6)
+    with pytest.raises(ValueError, match="1 questions for 2 videos"):
+        model.generate_text(video, ["a"])
+
+
+def test_tiny_preset_and_config_errors():
+    model = PLLaVA("tiny")
+    assert (model.num_frames, model.image_size, model.pooling_shape) == (4, 32, (2, 2, 2))
+    with pytest.raises(ValueError, match="llava is not set"):
+        PLLaVA("7b")
+    with pytest.raises(ValueError, match="unknown template"):
+        PLLaVA({"preset": "tiny", "template": "alpaca"})

@@ -8,7 +8,9 @@ from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from videolm.data.instructions import InstructionDataModule, read_instructions
 from videolm.data.synthetic import render_sample, write_video
-from videolm.models.pllava import PLLaVAModule, train_word_tokenizer
+from videolm.backbones.text import train_word_tokenizer
+from videolm.models.common import Optim
+from videolm.models.pllava import LoRA, PLLaVAConfig, PLLaVAModule
 
 
 def test_read_both_layouts(tmp_path):
@@ -44,8 +46,9 @@ def test_lora_finetune_freezes_vision_and_base(tmp_path):
                                   ).save_pretrained(tmp_path / "llava")
     tok.save_pretrained(tmp_path / "llava")
 
-    module = PLLaVAModule(str(tmp_path / "llava"), pooling_shape=(4, 2, 2), num_frames=4, lora_r=4, lora_alpha=8,
-                          lr=1e-2)
+    module = PLLaVAModule(PLLaVAConfig(pooling_shape=(4, 2, 2), num_frames=4), optim=Optim(lr=1e-2),
+                          pretrained=str(tmp_path / "llava"), lora=LoRA(r=4, alpha=8))
+    assert module.hparams["config"]["llava"]["text_config"]["vocab_size"] == len(tok)  # the folder's architecture
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     data = InstructionDataModule(str(tmp_path / "train.json"), num_frames=4, image_size=32, batch_size=2,
                                  num_workers=0)

@@ -1,7 +1,10 @@
 import pytest
 import torch
 
-from videolm.models.simvlg import SimVLG, attribute_accuracy, train_caption_lm
+from videolm.backbones.text import train_caption_lm
+from videolm.data.synthetic import caption_attribute_accuracy
+from videolm.models.common import Optim
+from videolm.models.simvlg import SimVLG, SimVLGConfig, SimVLGModule, load_pretrained
 from videolm.nn.tome import ToMeTransformer
 
 TEXTS = [f"a {c} {s} moves to the {d}" for c in ("red", "green", "blue") for s in ("circle", "square")
@@ -16,7 +19,7 @@ def lm(tmp_path_factory):
 def _model(lm, **kw):
     torch.manual_seed(0)
     kw = {"clip_config": "tiny", "connector_dim": 32, "connector_depth": 2, "r": 3, **kw}
-    return SimVLG(lm, **kw).eval()
+    return SimVLG(llm=lm, **kw).eval()
 
 
 def test_paper_connector_merges_257_to_29_tokens():
@@ -48,7 +51,7 @@ def test_training_reaches_trainable_parts_only_and_learns(lm):
     assert ids[:, 0].eq(model.tokenizer.bos_token_id).all()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     losses = []
-    for _ in range(40):
+    for _ in range(80):
         loss = model(videos, ids, mask)
         opt.zero_grad()
         loss.backward()
@@ -57,8 +60,18 @@ def test_training_reaches_trainable_parts_only_and_learns(lm):
     assert model.connector.resblocks[0].attn.in_proj_weight.grad is not None
     assert losses[-1] < losses[0] - 0.02
     # the frozen LM alone would say one caption for all; the learnt prefix steers it to each video's
-    captions = model.generate(videos, max_new_tokens=8)
+    captions = model.generate_text(videos, max_new_tokens=8)
     assert sum(c == t for c, t in zip(captions, TEXTS)) >= 3, captions
+    with pytest.raises(ValueError, match="does not answer questions"):
+        model.generate_text(videos, ["what colour?"] * 4)
+
+
+def test_caption_lm_uses_the_shared_word_tokenizer(lm):
+    from videolm.backbones.text import SPECIAL_TOKENS, load_tokenizer
+
+    tok = load_tokenizer(lm)
+    assert tok.convert_ids_to_tokens(list(range(5))) == list(SPECIAL_TOKENS)
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
 
 
 def test_attribute_accuracy():
@@ -67,41 +80,48 @@ def test_attribute_accuracy():
            {"question": "what does the red circle do?", "answer": "moves"},
            {"question": "which way does the red circle move?", "answer": "left"},
            {"question": "how many shapes are there?", "answer": "one"}]]
-    assert attribute_accuracy(["a red circle moves to the left"], qa) == 1.0
-    assert attribute_accuracy(["a blue circle moves to the right"], qa) == 0.5
-    assert attribute_accuracy(["a reddish square grows"], qa) == 0.0
+    assert caption_attribute_accuracy(["a red circle moves to the left"], qa) == 1.0
+    assert caption_attribute_accuracy(["a blue circle moves to the right"], qa) == 0.5
+    assert caption_attribute_accuracy(["a reddish square grows"], qa) == 0.0
     with pytest.raises(ValueError, match="no colour"):
-        attribute_accuracy(["x"], [[{"question": "how many?", "answer": "one"}]])
+        caption_attribute_accuracy(["x"], [[{"question": "how many?", "answer": "one"}]])
 
 
-def test_lightning_fit_and_test_on_synthetic_corpus(lm, tmp_path):
+def test_lightning_fit_test_and_checkpoint_on_synthetic_corpus(lm, tmp_path):
     import lightning.pytorch as pl
 
     from videolm.data.datamodule import VideoDataModule
     from videolm.data.synthetic import generate_corpus
-    from videolm.models.simvlg import SimVLGModule
 
     corpus = generate_corpus(tmp_path / "corpus", videos=20, seed=3)
     data = VideoDataModule(train=str(corpus / "train.jsonl"), val=str(corpus / "val.jsonl"),
                            test=str(corpus / "test.jsonl"), num_frames=4,
                            image_size=64, flip=False, batch_size=4, num_workers=0)
-    model = SimVLGModule(lm, clip_config="tiny", connector_dim=32, connector_depth=2, r=4, temporal_r=2,
-                         max_frames=8, max_new_tokens=8, lr=1e-3)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         num_sanity_val_steps=0,
-                         enable_progress_bar=False, enable_model_summary=False)
+    config = SimVLGConfig(llm=lm, clip_config="tiny", connector_dim=32, connector_depth=2, r=4, temporal_r=2,
+                          max_frames=8, num_frames=4)
+    model = SimVLGModule(config, optim=Optim(lr=1e-3, schedule="constant"), max_new_tokens=8)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, default_root_dir=tmp_path,
+                         num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, data)
     metrics = trainer.test(model, data, verbose=False)[0]
     assert 0.0 <= metrics["test/attr_acc"] <= 1.0 and metrics["test/loss"] > 0
+    ckpt = next(tmp_path.rglob("*.ckpt"))
+    loaded = load_pretrained(ckpt)  # what `videolm caption --model runs/.../last.ckpt` will load
+    assert isinstance(loaded, SimVLG) and (loaded.num_frames, loaded.image_size) == (4, 64)
+    videos = torch.randn(2, 4, 3, 64, 64)
+    assert loaded.generate_text(videos, max_new_tokens=5) == model.model.eval().generate_text(videos, max_new_tokens=5)
+    assert torch.load(ckpt, weights_only=True)["videolm"] == {"method": "simvlg"}
+    with pytest.raises(FileNotFoundError, match="nothing.ckpt"):
+        load_pretrained(tmp_path / "nothing.ckpt")
 
 
-def test_quickstart_config_matches_the_module(capsys):
-    from videolm.cli import main
-
-    with pytest.raises(SystemExit) as exit_:
-        main(["fit", "--config", "configs/simvlg/quickstart.yaml", "--print_config"])
-    assert exit_.value.code in (0, None)
-    assert "videolm.models.simvlg.SimVLGModule" in capsys.readouterr().out
+def test_tiny_preset(lm):
+    model = SimVLG("tiny", llm=lm)
+    assert (model.num_frames, model.image_size, model.temporal_r, len(model.connector.resblocks)) == (8, 64, 4, 4)
+    with pytest.raises(ValueError, match="llm is not set"):
+        SimVLG("tiny")
+    with pytest.raises(ValueError, match="unknown field"):
+        SimVLG("tiny", llm=lm, connector_width=3)
 
 
 def test_merging_inside_the_frozen_tower_and_in_time(lm):

@@ -350,10 +350,10 @@ def test_pickled_code_is_never_run(world, tmp_path, monkeypatch):
     torch.save({"state_dict": {"w": torch.ones(1)}, "payload": _Exploit()}, buffer)
     write_registry(tmp_path, [card("evil", {"url": world.add_url("evil.pt", buffer.getvalue())},
                                    converter="open_clip")])
-    with pytest.raises(ConversionError, match=r"evil\.pt: not a plain tensor checkpoint, refused to unpickle"):
-        resolve("evil")
+    folder = resolve("evil")  # the tensors are read; the payload is never built, let alone called
     assert not (tmp_path / "PWNED").exists()
-    assert not (home() / "converted" / "evil").exists() or not list((home() / "converted" / "evil").iterdir())
+    with safe_open(folder / "model.safetensors", "pt") as f:
+        assert set(f.keys()) == {"w"}
 
 
 def test_missing_converter_is_named(world, tmp_path):

@@ -27,6 +27,7 @@ import hashlib
 import json
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -436,3 +437,97 @@ def generate_corpus(
         (out / f"{split}.jsonl").write_text("".join(row + "\n" for row in rows))
     (out / "classes.txt").write_text("".join(name + "\n" for name in CLASSES))
     return out
+
+
+# -- drawing and scoring, for demos, tests and experiments ------------------------------------------------
+
+
+def draw_shape(frame: np.ndarray, shape: str, colour: str, x: float, y: float, r: float, alpha: float = 1.0,
+               angle: float = 0.0) -> None:
+    """Paint one shape, as the corpus paints its actors, onto a float frame ``(H, W, 3)`` in place.
+
+    ``x``, ``y``, ``r`` are in corpus units (:data:`UNIT` across the frame's width), ``angle`` in
+    degrees clockwise from pointing up, ``colour`` a name of :data:`COLOURS`."""
+    if colour not in COLOURS:
+        raise ValueError(f"unknown colour {colour!r}; choose from {sorted(COLOURS)}")
+    h, w = frame.shape[:2]
+    coords = (np.arange(w) + 0.5) * UNIT / w
+    _paint(frame[None], (coords[None, :], coords[:h, None]), shape, COLOURS[colour],
+           dict(x=x, y=y, r=r, alpha=alpha, angle=angle), w / UNIT)
+
+
+def _word(words, text: str) -> str | None:
+    """The first of ``words`` that appears in ``text`` as a whole word (phrase)."""
+    return next((w for w in words if f" {w} " in f" {text} "), None)
+
+
+def score_captions(captions: list[str | None], references: list[str]) -> dict[str, float]:
+    """Share of ``captions`` that name the reference caption's colour, shape and motion, and that equal
+    it (``exact``). No caption verb phrase ends another one ("rotates clockwise" / "rotates
+    counterclockwise"), so the motion is compared by suffix."""
+    if len(captions) != len(references) or not references:
+        raise ValueError(f"{len(captions)} captions for {len(references)} references")
+    n, captions = len(references), [c or "" for c in captions]
+    return {
+        "colour": sum(_word(COLOURS, c) == _word(COLOURS, r) for c, r in zip(captions, references)) / n,
+        "shape": sum(_word(SHAPES, c) == _word(SHAPES, r) for c, r in zip(captions, references)) / n,
+        "motion": sum(c.endswith(" " + v) for c, r in zip(captions, references) for v in CAPTION_VERBS
+                      if r.endswith(" " + v)) / n,
+        "exact": sum(c == r for c, r in zip(captions, references)) / n,
+    }
+
+
+def questions_of(records: list[dict]) -> dict[str, list[tuple[int, str]]]:
+    """Each question of the corpus records' ``qa`` (sorted) -> ``[(record index, true answer)]``, so that
+    one question is asked of all the videos it applies to at once."""
+    by_question: dict[str, list[tuple[int, str]]] = {}
+    for i, record in enumerate(records):
+        for qa in record.get("qa", []):
+            by_question.setdefault(qa["question"], []).append((i, qa["answer"]))
+    return dict(sorted(by_question.items()))
+
+
+def score_answers(answer: Callable[[list[int], str], list[str]], records: list[dict]) -> tuple[int, int]:
+    """``(right, asked)``: exact answers to every question of ``records`` (:func:`questions_of`);
+    ``answer(indices, question)`` answers one question for the records at ``indices``."""
+    right = asked = 0
+    for question, items in questions_of(records).items():
+        answers = answer([i for i, _ in items], question)
+        right += sum(a == truth for a, (_, truth) in zip(answers, items))
+        asked += len(items)
+    return right, asked
+
+
+# the corpus' questions on colour, shape, action and direction (not the count)
+ATTRIBUTE_QUESTIONS = ("what colour", "what color", "what shape", "what does", "which way")
+
+
+def caption_attribute_accuracy(captions: list[str], qa: list[list[dict]]) -> float:
+    """Share of the colour / shape / motion answers of each video's QA that its caption contains.
+
+    ``qa[i]`` is the question list of video i; a question counts when it starts with one of
+    :data:`ATTRIBUTE_QUESTIONS`; its answer is right when its words appear in the caption.
+    """
+    import re
+
+    right = total = 0
+    for caption, pairs in zip(captions, qa):
+        words = " " + " ".join(re.findall(r"[a-z]+", caption.lower())) + " "
+        for pair in pairs:
+            if pair["question"].lower().startswith(ATTRIBUTE_QUESTIONS):
+                answer = " ".join(re.findall(r"[a-z]+", str(pair["answer"]).lower()))
+                right += f" {answer} " in words
+                total += 1
+    if total == 0:
+        raise ValueError("no colour / shape / motion questions to score captions against")
+    return right / total
+
+
+def caption_texts(manifest: str | Path | None = None) -> list[str]:
+    """Every caption the corpus' template can produce, then the captions of ``manifest`` (a jsonl) if
+    given: the text a caption LM learns the corpus' language from."""
+    texts = [f"a {c} {s} {v}" for c in COLOURS for s in SHAPES for v in CAPTION_VERBS]
+    if manifest is not None:
+        with open(manifest, encoding="utf-8") as f:
+            texts += [json.loads(line)["caption"] for line in f if line.strip()]
+    return texts

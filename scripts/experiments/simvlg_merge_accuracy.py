@@ -2,16 +2,15 @@
 
 Trains the quick-start SimVLG twice with Lightning (temporal merging + connector merging r per layer,
 vs none) and prints, for each, the colour / shape / motion accuracy of its greedy test captions
-(``attribute_accuracy``), the visual tokens the LM sees, and the training time. The tower is frozen,
+(``videolm.data.synthetic.caption_attribute_accuracy``), the visual tokens the LM sees, and the training time. The tower is frozen,
 so its tokens are computed once per video (8 frames, test-time sampling) and the runs train from them.
 
-    python3 scripts/simvlg_merge_accuracy.py [--corpus data/synthetic_1200 --videos 1200 --epochs 20]
+    python3 scripts/experiments/simvlg_merge_accuracy.py [--corpus data/synthetic_1200 --videos 1200 --epochs 20]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -19,12 +18,12 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from videolm.data.datasets import VideoDataset  # noqa: E402
-from videolm.data.synthetic import generate_corpus  # noqa: E402
-from videolm.data.transforms import VideoTransform  # noqa: E402
-from videolm.models.simvlg import SimVLGModule  # noqa: E402
+from videolm.backbones.text import train_caption_lm
+from videolm.data.datasets import VideoDataset
+from videolm.data.synthetic import caption_texts, generate_corpus
+from videolm.data.transforms import VideoTransform
+from videolm.models.common import Optim
+from videolm.models.simvlg import SimVLGConfig, SimVLGModule
 
 
 def load_split(corpus: Path, split: str) -> list[dict]:
@@ -45,8 +44,9 @@ def collate(samples: list[dict]) -> dict:
 
 def run(args, splits: dict, r: int, temporal_r: int) -> dict:
     pl.seed_everything(args.seed, verbose=False)
-    model = SimVLGModule(args.lm, clip_config="tiny", connector_dim=64, connector_depth=4, r=r,
-                         temporal_r=temporal_r, max_frames=16, max_new_tokens=10, lr=args.lr, weight_decay=0.01)
+    config = SimVLGConfig(llm=args.lm, clip_config="tiny", connector_dim=64, connector_depth=4, r=r,
+                          temporal_r=temporal_r, max_frames=16)  # the quick start's ("tiny"), merging as given
+    model = SimVLGModule(config, Optim(lr=args.lr, weight_decay=0.01, schedule="constant"), max_new_tokens=10)
     train = DataLoader(with_tokens(model, splits["train"]), batch_size=16, shuffle=True, collate_fn=collate)
     test = DataLoader(with_tokens(model, splits["test"]), batch_size=64, collate_fn=collate)
     trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -76,9 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (corpus / "train.jsonl").is_file():
         generate_corpus(corpus, videos=args.videos, seed=1)
     if not Path(args.lm).is_dir():
-        from train_simvlg_lm import main as train_lm
-
-        train_lm(["--corpus", str(corpus), "--out", args.lm])
+        train_caption_lm(caption_texts(corpus / "train.jsonl"), args.lm, epochs=8)  # as scripts/train_simvlg_lm.py
     splits = {split: load_split(corpus, split) for split in ("train", "test")}
     results = {"with merging": run(args, splits, args.r, args.temporal_r), "without merging": run(args, splits, 0, 0)}
     print(f"\nSimVLG on {corpus} ({len(splits['train'])} train / {len(splits['test'])} test videos), "
