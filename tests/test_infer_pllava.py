@@ -65,7 +65,7 @@ def test_cli_caption_json_and_ask(model_dir, videos, capsys):
     (a, b), broken = videos
     rc = main(["caption", a, broken, b, "--model", str(model_dir), "--frames", "4", "--max-new-tokens", "3", "--json"])
     out = capsys.readouterr()
-    results = json.loads(out.out)
+    results = [json.loads(line) for line in out.out.splitlines()]  # JSON lines
     assert rc == 1 and len(results) == 3 and "broken.mp4" in results[1]["error"]
     assert "broken.mp4" in out.err
     rc = main(["ask", a, b, "what colour is it?", "--model", str(model_dir), "--frames", "4", "--max-new-tokens", "2"])

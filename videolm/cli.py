@@ -287,7 +287,7 @@ def _classify_windows(a, show) -> int:
         for start in starts:
             end = min(start + a.window, duration)
             s = Sampling(num_frames=a.frames or pipe.sampling.num_frames, start=start, end=end)
-            r = {**next(pipe.run([path], sampling=s)), "start": start, "end": end}
+            r = {**pipe.run([path], sampling=s)[0], "start": start, "end": end}
             failed += "error" in r
             print(json.dumps(r)) if a.json else (show(r) if "error" not in r else print(f"error: {r['error']}", file=sys.stderr))
     return int(bool(failed))

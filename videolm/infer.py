@@ -83,8 +83,12 @@ class Pipeline:
     def predict(self, videos: torch.Tensor, **kwargs) -> list[dict]:
         raise NotImplementedError
 
-    def run(self, paths: Sequence[str | Path], sampling: Sampling | None = None, **kwargs) -> Iterator[dict]:
-        """One result per path, in input order, each as soon as its batch is done."""
+    def run(self, paths: Sequence[str | Path], sampling: Sampling | None = None, **kwargs) -> list[dict]:
+        """One result per path (``{"path", ...}`` or ``{"path", "error"}``), in input order."""
+        return list(self.stream(paths, sampling, **kwargs))
+
+    def stream(self, paths: Sequence[str | Path], sampling: Sampling | None = None, **kwargs) -> Iterator[dict]:
+        """:meth:`run`, yielding each result as soon as its batch is done."""
         paths = [str(p) for p in paths]
         for start in range(0, len(paths), self.batch_size):
             chunk, clips, failed = paths[start : start + self.batch_size], {}, {}
@@ -154,7 +158,7 @@ class Captioner(Pipeline):
 
 def _one_or_many(pipe: Pipeline, paths, pick: Callable[[dict], object], **kwargs):
     single = isinstance(paths, (str, Path))
-    results = list(pipe.run([paths] if single else list(paths), **kwargs))
+    results = pipe.run([paths] if single else list(paths), **kwargs)
     if single:
         if "error" in results[0]:
             raise VideoDecodeError(paths, results[0]["error"].split(": ", 1)[-1])
@@ -181,8 +185,11 @@ def load(name_or_path: str | Path | None = None, num_frames: int | None = None, 
 
         try:
             method = get_method(get_card(str(name_or_path)).method)
-        except KeyError:  # a hub id: only classifiers load from one (microsoft/xclip-*)
-            method = get_method("xclip")
+        except KeyError:
+            if str(name_or_path).count("/") != 1:
+                raise FileNotFoundError(f"{name_or_path}: neither a model folder, a checkpoint, a zoo model "
+                                        "nor a hub id (see `videolm zoo list`)") from None
+            method = get_method("xclip")  # a hub id: only X-CLIP loads from one (microsoft/xclip-*)
     if method.task == "classify":
         module = load_module(path) if path.is_file() else method.get("module")(init_from=str(name_or_path))
         pipe = Classifier(module, labels, topk, device=device, batch_size=batch_size)
@@ -207,7 +214,7 @@ def classify(videos: list[str], model: str, labels: str, topk: int = 5, device: 
     Frames are sampled TSN-style (the centre of each segment) and centre-cropped."""
     pipe = load(model, num_frames=num_frames, device=device, labels=labels, topk=topk)
     pipe.backend = backend
-    yield from pipe.run(videos)
+    yield from pipe.stream(videos)
 
 
 # -- batch runs -------------------------------------------------------------------------------------------
@@ -266,7 +273,7 @@ def run_batch(pipe: Pipeline, inputs: Sequence[str], output: str | Path | None =
             out.write("\n")
     try:
         bar = tqdm(total=len(paths), unit="video", disable=not progress, file=sys.stderr)
-        for result in pipe.run(paths, **kwargs):
+        for result in pipe.stream(paths, **kwargs):
             if out is not None:
                 out.write(json.dumps(result) + "\n")
                 out.flush()
