@@ -111,3 +111,19 @@ def test_sign_datamodule_on_synthetic_corpus(corpus):
     batch = next(iter(data.val_dataloader()))
     assert batch["video"].shape == (4, 16 + 16, 3, 32, 32)  # 16 frames + 8 on each side
     assert all(isinstance(s, str) and s for s in batch["sentence"]) and all(batch["gloss"])
+
+
+def test_mask_last_words_like_gfslt_omit_last():
+    from videolm.data.sign_datamodule import mask_last_words
+
+    g = torch.Generator().manual_seed(0)
+    sentence = " ".join(f"w{i}" for i in range(20))
+    counts = set()
+    for _ in range(50):
+        (masked,) = mask_last_words([sentence], generator=g)
+        words = masked.split()
+        k = words.count("<mask>")
+        counts.add(k)
+        assert len(words) == 20 and words[: 20 - k] == sentence.split()[: 20 - k] and set(words[20 - k:]) <= {"<mask>"}
+    assert counts <= {1, 2, 3} and len(counts) > 1  # ceil(20 * u), u < 0.15
+    assert mask_last_words(["a b"], rate=0.0) == ["a b"]

@@ -79,6 +79,19 @@ def frame_indices(num_frames: int, max_frames: int, train: bool, generator: torc
     return uniform_indices(num_frames, max_frames)
 
 
+def mask_last_words(sentences: list[str], rate: float = 0.15, mask_token: str = "<mask>",
+                    generator: torch.Generator | None = None) -> list[str]:
+    """GFSLT-VLP-v2's noise for masked sentence restoration (its ``omit_last``): of each sentence of
+    ``n`` words, the last ``ceil(n * u)`` are replaced by ``mask_token``, ``u`` uniform in ``[0, rate)``
+    drawn per sentence (so at least one word for any ``u > 0``, at most ``ceil(n * rate)``)."""
+    out = []
+    for sentence in sentences:
+        words = sentence.split()
+        k = min(len(words), math.ceil(len(words) * rate * _rand(generator)))
+        out.append(" ".join(words[: len(words) - k] + [mask_token] * k))
+    return out
+
+
 class SignDataset(Dataset):
     """Records of :mod:`videolm.data.sign` (or a corpus ``source`` and ``split``) -> samples
     ``{video (T, C, H, W), sentence, gloss, name, index, path}``. A clip that fails to load is skipped
