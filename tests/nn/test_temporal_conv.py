@@ -14,6 +14,8 @@ def test_layers_and_lengths_match_gfslt():
     first, second = conv.layers[0], conv.layers[4]
     assert first.weight.shape == (1024, 512, 5) and second.weight.shape == (1024, 1024, 5)
     assert first.padding == (0,) and conv.layers[3].kernel_size == 2
+    # the official module's keys are conv_1d.temporal_conv.{0,1,4,5}.*: the same indices here
+    assert {k.split(".")[1] for k in conv.state_dict()} == {"0", "1", "4", "5"}
     for length in range(12, 80):
         # GFSLT's collate: int((((L - 5 + 1) / 2) - 5 + 1) / 2)
         assert temporal_conv_length(length) == int((((length - 5 + 1) / 2) - 5 + 1) / 2)
