@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from videolm.data.manifests import ManifestError
 from videolm.data.sign import (

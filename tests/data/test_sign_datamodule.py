@@ -127,3 +127,22 @@ def test_mask_last_words_like_gfslt_omit_last():
         assert len(words) == 20 and words[: 20 - k] == sentence.split()[: 20 - k] and set(words[20 - k:]) <= {"<mask>"}
     assert counts <= {1, 2, 3} and len(counts) > 1  # ceil(20 * u), u < 0.15
     assert mask_last_words(["a b"], rate=0.0) == ["a b"]
+
+
+def test_sign_datamodule_reads_gfslt_labels_pattern(tmp_path):
+    import gzip
+    import pickle
+
+    root = write_phoenix(tmp_path / "P")
+    frames = root / "features" / "fullFrame-210x260px"
+    for split in ("train", "dev"):
+        name, _, orth, text, n = SAMPLES[split][0]
+        entry = {"name": f"{split}/{name}", "gloss": orth, "text": text, "length": n,
+                 "imgs_path": [f"{split}/{name}/images{i + 1:04d}.png" for i in range(n)]}
+        with gzip.open(tmp_path / f"labels.{split}", "wb") as f:
+            pickle.dump({entry["name"]: entry}, f)
+    data = SignDataModule(str(tmp_path / "labels.{split}"), frames_root=str(frames), image_size=16, resize=16,
+                          num_workers=0)
+    data.setup("fit")
+    assert len(data.datasets["train"]) == 1 and data.datasets["val"][0]["sentence"] == SAMPLES["dev"][0][3]
+    assert data.datasets["val"][0]["video"].shape == (SAMPLES["dev"][0][4], 3, 16, 16)
