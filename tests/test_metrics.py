@@ -1,7 +1,11 @@
+import math
+
+import lightning.pytorch as pl
 import pytest
 import torch
+import torch.multiprocessing as mp
 
-from videolm.metrics import recall_at_k
+from videolm.metrics import bleu, gather_translations, recall_at_k, rouge_l, translation_scores
 
 
 def test_recall_at_k():
@@ -16,12 +20,6 @@ def test_recall_at_k():
 
 
 # --- translation metrics -------------------------------------------------------------------------
-
-import math
-
-import torch.multiprocessing as mp
-
-from videolm.metrics import bleu, gather_translations, rouge_l, translation_scores
 
 HYPS = ["am tag regnet es im norden", "morgen scheint die sonne", "es weht ein starker wind",
         "im süden bleibt es trocken", "die temperaturen steigen", "nachts wird es kalt"]
@@ -79,3 +77,46 @@ def test_gather_translations_two_processes_equal_one(tmp_path):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         assert got["hyps"] == HYPS
         assert got["scores"] == single
+
+
+
+
+
+
+class GatherCheck(pl.LightningModule):
+    """Not a model: 'translates' by dropping each reference's last word, so the expected corpus scores
+    are known without one; what is tested is the gathering inside Lightning's DDP."""
+
+    def __init__(self, out_dir: str):
+        super().__init__()
+        self.out_dir = out_dir
+        self.layer = torch.nn.Linear(1, 1)
+        self.rows = []
+
+    def validation_step(self, batch, _):
+        hyps = [s.rsplit(" ", 1)[0] for s in batch["sentence"]]
+        self.rows += list(zip(batch["index"].tolist(), hyps, batch["sentence"]))
+
+    def on_validation_epoch_end(self):
+        indices, hyps, refs = zip(*self.rows)
+        hyps, refs = gather_translations(indices, hyps, refs)
+        scores = translation_scores(hyps, refs)
+        torch.save({"scores": scores, "count": len(hyps)}, f"{self.out_dir}/rank{self.global_rank}.pt")
+        self.log("bleu4", scores["bleu4"], rank_zero_only=True)
+        self.rows = []
+
+
+@pytest.mark.slow
+def test_lightning_ddp_validation_bleu_equals_single_process(corpus, tmp_path):
+    from videolm.data.sign import read_sign_corpus
+    from videolm.data.sign_datamodule import SignDataModule
+
+    data = SignDataModule(str(corpus), val_split="val", image_size=16, resize=16, batch_size=2, num_workers=0)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.validate(GatherCheck(str(tmp_path)), datamodule=data)
+    refs = [r["sentence"] for r in read_sign_corpus(corpus, "val")]
+    single = translation_scores([s.rsplit(" ", 1)[0] for s in refs], refs)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["count"] == len(refs) and got["scores"] == single
