@@ -42,6 +42,42 @@ def _add_data(sub) -> None:
 
     s.set_defaults(func=run)
     _add_data_probe(dsub)
+    _add_data_tokenizer(dsub)
+
+
+def _add_data_tokenizer(dsub) -> None:
+    s = dsub.add_parser(
+        "tokenizer", help="build a reproducible target tokenizer from a sign corpus's training sentences",
+        description="Either trim a sentencepiece model (mBART-cc25's sentencepiece.bpe.model) to the pieces the "
+        "training sentences use, or train a word- / character-level tokenizer with `tokenizers`. The same input "
+        "gives byte-identical files; meta.json states the vocabulary size (and, for --trim, the kept ids).",
+    )
+    s.add_argument("corpus", help="PHOENIX-2014-T / CSL-Daily root, synthetic corpus folder, .jsonl manifest, "
+                   "GFSLT labels file, or a .txt file of sentences")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--split", default="train", help="split whose sentences are used (default: train)")
+    how = s.add_mutually_exclusive_group(required=True)
+    how.add_argument("--trim", metavar="SPM_MODEL", help="sentencepiece model to trim (sentencepiece.bpe.model)")
+    how.add_argument("--train", choices=("word", "char"), help="train a word- or character-level (Chinese) tokenizer")
+    s.add_argument("--min-frequency", type=int, default=1, help="--train: rarer tokens become <unk>")
+
+    def run(a):
+        from videolm.data.manifests import ManifestError
+        from videolm.data.tokenizer import corpus_sentences, train_tokenizer, trim_sentencepiece
+
+        try:
+            sentences = corpus_sentences(a.corpus, a.split)
+            if a.trim:
+                meta = trim_sentencepiece(a.trim, sentences, a.out)
+            else:
+                meta = train_tokenizer(sentences, a.out, level=a.train, min_frequency=a.min_frequency)
+        except (FileNotFoundError, ManifestError, ValueError, RuntimeError) as e:
+            print(f"videolm: error: {e}", file=sys.stderr)
+            return 2
+        print(f"vocabulary size {meta['vocab_size']} from {meta['sentences']['count']} sentences: wrote {a.out}")
+        return 0
+
+    s.set_defaults(func=run)
 
 
 def _add_data_probe(dsub) -> None:
