@@ -7,7 +7,7 @@ from torch import nn
 
 from videolm.backbones.cnn import create_frame_encoder
 from videolm.data.sign_datamodule import SignDataModule, SignDataset, SignTransform, frame_indices, sign_collate
-from videolm.nn.temporal_conv import TemporalConv
+from videolm.nn.temporal import TemporalConv
 
 from .conftest import SAMPLES, write_phoenix
 

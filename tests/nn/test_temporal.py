@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from videolm.nn.temporal_conv import TemporalConv, temporal_conv_length
+from videolm.nn.temporal import TemporalConv, temporal_conv_length
 
 
 def test_layers_and_lengths_match_gfslt():
