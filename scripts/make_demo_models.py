@@ -48,6 +48,7 @@ import lightning.pytorch as pl
 import torch
 
 import videolm
+from videolm.nn.transformer import Block
 
 ASSETS = Path(videolm.__file__).parent / "assets"
 
@@ -212,8 +213,7 @@ class VisionWarmup(pl.LightningModule):
         dim, n = model.config.text_config.hidden_size, model.num_visual_tokens
         self.position = torch.nn.Parameter(torch.zeros(1, n + 1, dim))
         self.query = torch.nn.Parameter(torch.zeros(1, 1, dim))
-        layer = torch.nn.TransformerEncoderLayer(dim, 4, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
-        self.mixer = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.mixer = torch.nn.ModuleList(Block(dim, 4, mlp_ratio=2.0, act=torch.nn.ReLU) for _ in range(2))
         self.heads = torch.nn.ModuleList(torch.nn.Linear(dim, k) for k in (8, 5, 10, 4))
         self.cell_heads = torch.nn.ModuleList(torch.nn.Linear(dim, k) for k in (6, 9, 9))  # shape, colour, pointing
 
@@ -226,7 +226,9 @@ class VisionWarmup(pl.LightningModule):
     def logits(self, video):
         tokens = self.model.encode_video(video)
         x = torch.cat([self.query.expand(len(tokens), -1, -1), tokens], 1) + self.position
-        x = self.mixer(x)[:, 0]
+        for block in self.mixer:
+            x = block(x)
+        x = x[:, 0]
         return [h(x) for h in self.heads]
 
     def training_step(self, batch, batch_idx):

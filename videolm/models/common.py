@@ -188,7 +188,9 @@ class CLIPVideoModel(nn.Module):
 
     @property
     def vision_blocks(self) -> nn.ModuleList:
-        return self.clip.visual.transformer.resblocks
+        from videolm.backbones.clip import vision_blocks
+
+        return vision_blocks(self.clip)
 
     @property
     def image_size(self) -> int:

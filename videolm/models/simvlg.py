@@ -128,7 +128,7 @@ class SimVLG(nn.Module):
 
     @property
     def vision_blocks(self) -> nn.ModuleList:
-        return self.visual.transformer.resblocks
+        return clip_lib.vision_blocks(self)
 
     def frame_tokens(self, frames: torch.Tensor) -> torch.Tensor:
         """The tower: ``(B, C, H, W)`` -> all its output tokens ``(B, N, W)`` (CLS first, after ``ln_post``)."""
