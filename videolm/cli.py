@@ -164,14 +164,18 @@ def _run_pipeline(a, load_kwargs: dict, inputs: list[str], show, **run_kwargs) -
     sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
                         max_frames=a.max_frames, start=a.start, end=a.end)
     failed = 0
-    for r in run_batch(pipe, inputs, a.output, progress=not a.no_progress, sampling=sampling, **run_kwargs):
-        if "error" in r:
-            failed += 1
-            print(f"error: {r['error']}", file=sys.stderr)
-        if a.json:
-            print(json.dumps(r), flush=True)
-        elif "error" not in r:
-            show(r)
+    try:
+        for r in run_batch(pipe, inputs, a.output, progress=not a.no_progress, sampling=sampling, **run_kwargs):
+            if "error" in r:
+                failed += 1
+                print(f"error: {r['error']}", file=sys.stderr)
+            if a.json:
+                print(json.dumps(r), flush=True)
+            elif "error" not in r:
+                show(r)
+    except ValueError as e:  # the model cannot do what was asked (e.g. questions to a captioner)
+        print(f"videolm: error: {e}", file=sys.stderr)
+        return 2
     return int(bool(failed))
 
 

@@ -113,6 +113,12 @@ def test_lightning_fit_test_and_checkpoint_on_synthetic_corpus(lm, tmp_path):
     assert torch.load(ckpt, weights_only=True)["videolm"] == {"method": "simvlg"}
     with pytest.raises(FileNotFoundError, match="nothing.ckpt"):
         load_pretrained(tmp_path / "nothing.ckpt")
+    # `videolm caption --model CKPT` serves it through the registry (method read from the checkpoint)
+    from videolm.cli import main
+
+    video = str(corpus / "videos" / "000000.mp4")
+    assert main(["caption", video, "--model", str(ckpt), "--max-new-tokens", "5", "--no-progress"]) == 0
+    assert main(["ask", video, "what colour?", "--model", str(ckpt), "--no-progress"]) == 2  # captions only
 
 
 def test_tiny_preset(lm):
