@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Subset
 
 from videolm.data.datasets import VideoDataset, collate
 from videolm.data.manifests import read_class_names
+from videolm.data.streaming import StreamingVideoDataset, dataset_class, streaming_loader
 from videolm.data.transforms import VideoTransform
 
 
@@ -115,7 +116,7 @@ class VideoDataModule(pl.LightningDataModule):
             path = self.hparams.classes
             if path is None:
                 first = next(m for m in self.manifests.values() if m)
-                default = Path(first).parent / "classes.txt"
+                default = (Path(first) if Path(first).is_dir() else Path(first).parent) / "classes.txt"
                 path = default if default.is_file() else None
             if path is not None:
                 self._class_names = read_class_names(path)
@@ -129,7 +130,7 @@ class VideoDataModule(pl.LightningDataModule):
             size=h.image_size, train=train, mean=h.mean, crop=h.train_crop, scale=tuple(h.crop_scale),
             flip=h.flip, num_crops=h.test_num_crops if test_views else 1,
         )
-        return VideoDataset(
+        return dataset_class(self.manifests[split])(  # a manifest, litdata shards or WebDataset tars
             self.manifests[split], root=h.root, num_frames=h.num_frames, sampler=h.sampler,
             frame_interval=h.frame_interval, num_clips=h.test_num_clips if test_views else 1,
             transform=transform, train=train, class_names=self.class_names, backend=h.backend,
@@ -148,6 +149,10 @@ class VideoDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             raise ValueError(f"no {split!r} manifest was given to VideoDataModule")
         dataset = self.datasets[split]
+        if isinstance(dataset, StreamingVideoDataset):  # shuffled by litdata; its loader state resumes
+            if split == "train" and self.hparams.few_shot:
+                raise ValueError(f"few_shot needs a manifest, not the shards {self.manifests[split]}")
+            return streaming_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, collate)
         if split == "train" and self.hparams.few_shot:
             dataset = few_shot_subset(dataset, self.hparams.few_shot, self.hparams.seed)
         workers = self.hparams.num_workers

@@ -83,10 +83,14 @@ class VideoDataset(Dataset):
                               train=self.train, generator=generator)
         return clips.flatten()
 
+    def open_video(self, i: int) -> VideoReader:
+        """The reader of sample ``i``'s video (subclasses read it from elsewhere: shards, tars)."""
+        return VideoReader(self.path(i), backend=self.backend)
+
     def load(self, i: int) -> dict:
         path = self.path(i)
         # Training randomness comes from torch's global RNG, which Lightning seeds per worker.
-        with VideoReader(path, backend=self.backend) as reader:
+        with self.open_video(i) as reader:
             frames = reader.get_frames(self.indices(len(reader), None).tolist())
         if self.transform is not None:
             clips = frames.split(self.num_frames) if self.num_clips > 1 else [frames]

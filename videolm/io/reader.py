@@ -10,6 +10,7 @@ keyframe before each wanted frame only as far as needed, or from decord when ask
 from __future__ import annotations
 
 import bisect
+import io
 import itertools
 import threading
 from dataclasses import dataclass
@@ -51,21 +52,27 @@ class VideoReader:
     ...     frames = reader.get_frames([0, 4, 8])  # uint8 (3, H, W, 3)
     """
 
-    def __init__(self, path, backend: str = "auto", fps: float | None = None, num_threads: int = 1):
+    def __init__(self, path, backend: str = "auto", fps: float | None = None, num_threads: int = 1,
+                 name: str | None = None):
         if backend not in ("auto", "decord", "pyav"):
             raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', not {backend!r}")
-        self.path = Path(path)
-        if not self.path.exists():
+        # An encoded file in memory (bytes or a file object); ``name`` is what errors call it.
+        source = io.BytesIO(path) if isinstance(path, (bytes, bytearray, memoryview)) else path
+        source = source if hasattr(source, "read") else None
+        self.path = Path(name or "<bytes>") if source is not None else Path(path)
+        if source is None and not self.path.exists():
             raise VideoDecodeError(self.path, "file not found")
-        if self.path.is_dir():
+        if source is None and self.path.is_dir():
             self._impl = _FrameFolder(self.path, fps or 25.0)
             self.backend = "frames"
         else:
-            index = _PyAVReader(self.path, num_threads)
+            index = _PyAVReader(self.path, num_threads, source)
             self._impl, self.backend = index, "pyav"
             if backend == "decord":
                 try:
-                    self._impl, self.backend = _DecordReader(index, num_threads), "decord"
+                    if source is not None:
+                        source.seek(0)
+                    self._impl, self.backend = _DecordReader(index, num_threads, source), "decord"
                 finally:
                     index.close()
 
@@ -119,12 +126,14 @@ class _PyAVReader:
 
     BUFFER_BYTES = 64 << 20
 
-    def __init__(self, path: Path, num_threads: int):
+    def __init__(self, path: Path, num_threads: int, source=None):
         self.path = path
-        if path.stat().st_size == 0:
+        if (path.stat().st_size if source is None else source.seek(0, 2)) == 0:
             raise VideoDecodeError(path, "empty file")
+        if source is not None:
+            source.seek(0)
         try:
-            self.container = av.open(str(path), metadata_errors="ignore")
+            self.container = av.open(str(path) if source is None else source, metadata_errors="ignore")
         except av.FFmpegError as e:
             raise VideoDecodeError(path, f"not a readable video ({_reason(e)})") from None
         try:
@@ -358,7 +367,7 @@ def _reformatter() -> VideoReformatter:
 class _DecordReader:
     """decord frames for a file that PyAV indexed cleanly; rotation and frame count come from the index."""
 
-    def __init__(self, index: _PyAVReader, num_threads: int):
+    def __init__(self, index: _PyAVReader, num_threads: int, source=None):
         self.path, self.info, self.quarter_turns = index.path, index.info, index.quarter_turns
         self.num_frames = self.info.num_frames
         if not index.clean:  # decord can hang or crash on such files
@@ -368,7 +377,7 @@ class _DecordReader:
         except ImportError:
             raise VideoDecodeError(self.path, "backend 'decord' requested but decord is not installed") from None
         try:
-            self.reader = decord.VideoReader(str(self.path), num_threads=num_threads)
+            self.reader = decord.VideoReader(source or str(self.path), num_threads=num_threads)
         except Exception as e:  # decord raises its own DECORDError
             raise VideoDecodeError(self.path, f"decord cannot open it ({_reason(e)})") from None
         if len(self.reader) != self.num_frames:
