@@ -135,24 +135,6 @@ class _NoPickle(Serializer):
         return False
 
 
-def _open_encoded(data: bytes, frames: bool, name: str, backend: str) -> VideoReader:
-    """A reader over an encoded video in memory, or over a frame folder's image tar (unpacked to a
-    temporary folder that lives as long as the reader)."""
-    if not frames:
-        return VideoReader(data, backend=backend, name=name)
-    folder = tempfile.TemporaryDirectory(prefix="videolm-frames-")
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(folder.name, filter="data")
-    except tarfile.TarError as e:
-        folder.cleanup()
-        raise VideoDecodeError(name, f"frame images unreadable ({e})") from None
-    reader = VideoReader(folder.name, backend=backend)
-    reader.path, close = Path(name), reader.close
-    reader.close = lambda: (close(), folder.cleanup())
-    return reader
-
-
 class _ShardVideos(VideoDataset):
     """``VideoDataset`` over the records of a :class:`StreamingVideoDataset`: index ``i`` is the shard's
     global sample index, and the video comes from the shard's bytes."""
@@ -176,11 +158,30 @@ class _ShardVideos(VideoDataset):
         return Path(self._meta["path"])
 
     def open_video(self, i: int) -> VideoReader:
-        return _open_encoded(self._item[i]["video"], self._meta["frames"], self._meta["path"], self.backend)
+        data, name = self._item[i]["video"], self._meta["path"]
+        if not self._meta["frames"]:
+            return VideoReader(data, backend=self.backend, name=name)
+        # a frame folder's image tar: unpacked to a temporary folder for the duration of load()
+        self._unpacked = tempfile.TemporaryDirectory(prefix="videolm-frames-")
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                tar.extractall(self._unpacked.name, filter="data")
+        except tarfile.TarError as e:
+            raise VideoDecodeError(name, f"frame images unreadable ({e})") from None
+        return VideoReader(self._unpacked.name, backend=self.backend)
 
     def load(self, i: int) -> dict:
         self._fetch(i)
-        return super().load(i)
+        self._unpacked = None
+        try:
+            return super().load(i)
+        except VideoDecodeError as e:  # errors name the original frame folder, not the temporary one
+            if self._unpacked is None:
+                raise
+            raise VideoDecodeError(e.path.replace(self._unpacked.name, self._meta["path"]), e.problem) from None
+        finally:
+            if self._unpacked is not None:
+                self._unpacked.cleanup()
 
     def sample(self, i: int, item: dict) -> dict:
         self._item = {i: item}
