@@ -163,17 +163,18 @@ def _fit(dm, root, callbacks, ckpt_path=None, max_epochs=2):
 
     model = FrameMeanCLIP(clip_config="tiny", class_names=dm.class_names, lr=1e-3)
     trainer = pl.Trainer(max_epochs=max_epochs, accelerator="cpu", logger=False, default_root_dir=root,
-                         enable_progress_bar=False, callbacks=callbacks, enable_model_summary=False)
+                         enable_progress_bar=False, callbacks=callbacks, enable_model_summary=False,
+                         limit_val_batches=0)
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return trainer
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_resume_mid_epoch_sees_the_samples_of_an_uninterrupted_run(corpus, tmp_path, workers):
     manifest = subset(corpus, tmp_path / "m.jsonl", 10)
     write_shards([manifest], tmp_path / "shards", chunk_bytes="30KB")
     dm = lambda: VideoDataModule(train=str(tmp_path / "shards"), classes=str(corpus / "classes.txt"), num_frames=2,
-                                 image_size=32, batch_size=2, num_workers=workers)
+                                 image_size=64, batch_size=2, num_workers=workers)
     # uninterrupted: 2 epochs of 5 batches, a checkpoint after step 3 (mid-epoch 1)
     full = RecordBatches(tmp_path / "full")
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_top_k=-1, filename="{step}")
@@ -197,7 +198,7 @@ def test_ddp_ranks_get_equal_batches_on_uneven_shards(corpus, tmp_path):
         f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
         f"--trainer.callbacks.init_args.dirpath={run / 'ckpt'}", "--trainer.max_epochs=1",
         "--data.init_args.num_workers=0", "--data.init_args.batch_size=2", "--data.init_args.num_frames=2",
-        "--data.init_args.image_size=32", "--trainer.enable_progress_bar=false", "--trainer.strategy=ddp",
+        "--trainer.enable_progress_bar=false", "--trainer.strategy=ddp",
         "--trainer.devices=2", "--trainer.accelerator=cpu",
         "--trainer.callbacks+=tests.data.test_streaming.RecordBatches", f"--trainer.callbacks.out={run / 'batches'}",
         timeout=600,

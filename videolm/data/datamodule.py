@@ -152,7 +152,11 @@ class VideoDataModule(pl.LightningDataModule):
         if isinstance(dataset, StreamingVideoDataset):  # shuffled by litdata; its loader state resumes
             if split == "train" and self.hparams.few_shot:
                 raise ValueError(f"few_shot needs a manifest, not the shards {self.manifests[split]}")
-            return streaming_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, collate)
+            loader = streaming_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, collate,
+                                      state=self._stream_state if split == "train" else None)
+            if split == "train":
+                self._stream_loader = loader
+            return loader
         if split == "train" and self.hparams.few_shot:
             dataset = few_shot_subset(dataset, self.hparams.few_shot, self.hparams.seed)
         workers = self.hparams.num_workers
@@ -160,6 +164,19 @@ class VideoDataModule(pl.LightningDataModule):
             dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=workers,
             collate_fn=collate, persistent_workers=workers > 0, drop_last=False,
         )
+
+    # The train loader's position in the epoch, for litdata shards: saved in checkpoints and restored here,
+    # before Lightning may have built the loader (its own restore misses a loader built that early, e.g.
+    # by a schedule that reads trainer.estimated_stepping_batches in configure_optimizers).
+    _stream_loader, _stream_state = None, None
+
+    def state_dict(self) -> dict:
+        return {"train_loader": self._stream_loader.state_dict()} if self._stream_loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._stream_state = state.get("train_loader")
+        if self._stream_state and self._stream_loader is not None:
+            self._stream_loader.load_state_dict(self._stream_state)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

@@ -306,7 +306,33 @@ def dataset_class(source) -> type:
     return VideoDataset
 
 
-def streaming_loader(dataset: StreamingVideoDataset, batch_size: int, num_workers: int, collate_fn) -> StreamingDataLoader:
-    """litdata's loader: its state (position in the epoch) is saved in Lightning checkpoints."""
-    return StreamingDataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn,
-                               persistent_workers=num_workers > 0, drop_last=False)
+class ResumableStreamingLoader(StreamingDataLoader):
+    """litdata's ``StreamingDataLoader``, whose ``state_dict`` is the position in the epoch. Loading the
+    state it was last given again is a no-op: Lightning's fit loop and ``VideoDataModule.load_state_dict``
+    may both hand it the checkpoint's state."""
+
+    _restored, _resumed = None, False
+
+    def load_state_dict(self, obj: dict) -> None:
+        if obj == self._restored:
+            return
+        self._restored = obj
+        super().load_state_dict(obj)
+
+    def __iter__(self):
+        # litdata clears ``restore`` only when the resumed epoch runs to StopIteration; Lightning stops at the
+        # loader's length instead, so the epoch after the resumed one would replay the checkpoint's position.
+        if self.restore and self._resumed:
+            self.restore = False
+        self._resumed = self.restore
+        yield from super().__iter__()
+
+
+def streaming_loader(dataset: StreamingVideoDataset, batch_size: int, num_workers: int, collate_fn,
+                     state: dict | None = None) -> ResumableStreamingLoader:
+    """The loader of a streaming dataset, at the position ``state`` (a ``state_dict()`` of a previous one)."""
+    loader = ResumableStreamingLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn,
+                                      persistent_workers=num_workers > 0, drop_last=False)
+    if state:
+        loader.load_state_dict(state)
+    return loader
