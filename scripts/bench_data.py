@@ -71,7 +71,8 @@ def main() -> None:
                 assert clips == len(folder), f"{name}: {clips} clips, expected {len(folder)}"
                 rates[name].append(clips / seconds)
         f, s = statistics.median(rates["folder"]), statistics.median(rates["shards"])
-        print(f"{workers:>7}  {f:>14.1f}  {s:>14.1f}  {s / f:>14.2f}x")
+        print(f"{workers:>7}  {f:>14.1f}  {s:>14.1f}  {s / f:>14.2f}x", flush=True)
+        del loaders, loader  # stop the persistent workers now, not at interpreter exit
 
 
 if __name__ == "__main__":

@@ -332,7 +332,7 @@ def streaming_loader(dataset: StreamingVideoDataset, batch_size: int, num_worker
                      state: dict | None = None) -> ResumableStreamingLoader:
     """The loader of a streaming dataset, at the position ``state`` (a ``state_dict()`` of a previous one)."""
     loader = ResumableStreamingLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn,
-                                      persistent_workers=num_workers > 0, drop_last=False)
+                                      persistent_workers=num_workers > 0)  # drop_last: the dataset's (on under DDP)
     if state:
         loader.load_state_dict(state)
     return loader
