@@ -209,3 +209,23 @@ def test_ddp_ranks_get_equal_batches_on_uneven_shards(corpus, tmp_path):
     assert len(ranks[0]) == len(ranks[1]) == 2 and all(len(b) == 2 for rank in ranks for b in rank)
     seen = [i for rank in ranks for batch in rank for i in batch]
     assert len(seen) == len(set(seen)) == 8 and set(seen) <= set(range(11))
+
+
+def test_scale_configs_resolve_their_strategies():
+    import yaml
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    def strategy(config):
+        trainer = yaml.safe_load(Path(config).read_text())["trainer"]
+        parser = ArgumentParser()
+        parser.add_subclass_arguments(Strategy, "strategy")
+        return trainer, parser.instantiate(parser.parse_object({"strategy": trainer["strategy"]})).strategy
+
+    trainer, fsdp = strategy("configs/pllava/pllava_7b_lora_fsdp.yaml")
+    assert isinstance(fsdp, FSDPStrategy) and trainer["precision"] == "bf16-mixed"
+    assert fsdp.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+    assert fsdp._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+    trainer, ddp = strategy("configs/xclip/k400_b16_8f_ddp.yaml")
+    assert isinstance(ddp, DDPStrategy) and trainer["num_nodes"] * trainer["devices"] == 32
