@@ -6,13 +6,14 @@
 The folder side is ``VideoDataset`` over the manifest with a torch ``DataLoader``; the shard side is
 ``StreamingVideoDataset`` over ``videolm data shard``'s output with litdata's ``StreamingDataLoader``.
 Both: the same videos in the same order (no shuffle), 8 TSN frames (test mode), the test transform,
-batches of 8, 1 and 2 workers (persistent; one warm-up epoch, then the median of ``--rounds`` epochs,
-the two sides interleaved).
+batches of 8, 1 and 2 workers (persistent; per loader one warm-up epoch, then ``--rounds`` timed
+epochs; each side runs twice, alternating, one loader alive at a time; the median epoch is reported).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import tempfile
 import time
@@ -56,24 +57,24 @@ def main() -> None:
     shards = StreamingVideoDataset(tmp / "shards", shuffle=False, **kwargs)
     print(f"{len(folder)} videos from {manifest}; shards: {tmp / 'shards'}")
     print(f"{'workers':>7}  {'folder clips/s':>14}  {'shards clips/s':>14}  {'shards / folder':>15}")
+    make = {
+        "folder": lambda w: DataLoader(folder, batch_size=a.batch_size, num_workers=w, collate_fn=collate,
+                                       persistent_workers=True),
+        "shards": lambda w: streaming_loader(shards, a.batch_size, w, collate),
+    }
     for workers in a.workers:
-        loaders = {
-            "folder": DataLoader(folder, batch_size=a.batch_size, num_workers=workers, collate_fn=collate,
-                                 persistent_workers=True),
-            "shards": streaming_loader(shards, a.batch_size, workers, collate),
-        }
-        rates = {name: [] for name in loaders}
-        for name, loader in loaders.items():
+        rates = {}
+        for name in ("folder", "shards", "folder", "shards"):  # twice each, alternating (load drift)
+            loader = make[name](workers)  # one loader alive at a time: no workers idle or forked into the other
             epoch_seconds(loader)  # warm-up: worker start, page cache
-        for _ in range(a.rounds):
-            for name, loader in loaders.items():
+            for _ in range(a.rounds):
                 seconds, clips = epoch_seconds(loader)
                 assert clips == len(folder), f"{name}: {clips} clips, expected {len(folder)}"
-                rates[name].append(clips / seconds)
+                rates.setdefault(name, []).append(clips / seconds)
+            del loader
+            gc.collect()  # its workers stop before the next loader forks its own
         f, s = statistics.median(rates["folder"]), statistics.median(rates["shards"])
         print(f"{workers:>7}  {f:>14.1f}  {s:>14.1f}  {s / f:>14.2f}x", flush=True)
-        del loaders, loader  # stop the persistent workers now, not at interpreter exit
-
 
 if __name__ == "__main__":
     main()
