@@ -28,7 +28,7 @@ def lightning_main(args: list[str] | None = None) -> None:
 
 
 def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="datasets: generate the synthetic corpus, check a manifest's videos")
+    p = sub.add_parser("data", help="datasets: the synthetic corpus, checks, probes, shards, tokenizers")
     dsub = p.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("synthetic", help="write the synthetic video corpus (mp4 + JSONL manifests)")
     s.add_argument("--out", required=True, help="output folder")
@@ -43,6 +43,29 @@ def _add_data(sub) -> None:
     s.set_defaults(func=run)
     _add_data_probe(dsub)
     _add_data_tokenizer(dsub)
+    _add_data_shard(dsub)
+
+
+def _add_data_shard(dsub) -> None:
+    s = dsub.add_parser("shard", help="write the videos of manifests as litdata shards (encoded bytes + fields)")
+    s.add_argument("manifests", nargs="+", metavar="MANIFEST", help="JSONL / CSV / list manifests")
+    s.add_argument("--out", required=True, help="output folder or s3:// / gs:// URL")
+    s.add_argument("--chunk-bytes", default="64MB", help="chunk size (default 64MB)")
+    s.add_argument("--workers", type=int, default=1, help="processes probing and writing (default 1)")
+    s.add_argument("--root", default=None, help="folder the video paths are relative to (default: each manifest's)")
+
+    def run(a):
+        from videolm.data.streaming import write_shards
+
+        try:
+            result = write_shards(a.manifests, a.out, chunk_bytes=a.chunk_bytes, workers=a.workers, root=a.root)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {result['written']} videos to {a.out}; left out {len(result['failed'])} that failed to probe")
+        return 1 if result["failed"] else 0
+
+    s.set_defaults(func=run)
 
 
 def _add_data_tokenizer(dsub) -> None:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from videolm.data.datasets import VideoDataset, collate
 from videolm.data.manifests import KINETICS_CLIPS, read_class_names
+from videolm.data.streaming import StreamingVideoDataset, dataset_class, streaming_loader
 from videolm.data.transforms import VideoTransform
 
 
@@ -176,7 +177,7 @@ class VideoDataModule(pl.LightningDataModule):
             path = self.hparams.classes
             if path is None:
                 first = next(m for m in self.manifests.values() if m)
-                default = Path(first).parent / "classes.txt"
+                default = (Path(first) if Path(first).is_dir() else Path(first).parent) / "classes.txt"
                 path = default if default.is_file() else None
             if path is not None:
                 self._class_names = read_class_names(path)
@@ -191,7 +192,7 @@ class VideoDataModule(pl.LightningDataModule):
             size=h.image_size, train=train, mean=h.mean, crop=h.train_crop, scale=tuple(h.crop_scale),
             flip=h.flip, num_crops=h.test_num_crops if test_views else 1,
         )
-        return VideoDataset(
+        return dataset_class(self.manifests[split])(  # a manifest, litdata shards or WebDataset tars
             self.manifests[split], root=h.root, num_frames=h.num_frames, sampler=h.sampler,
             frame_interval=h.frame_interval, num_clips=h.test_num_clips if test_views else 1,
             transform=transform, train=train, class_names=self.class_names, backend=h.backend,
@@ -209,9 +210,30 @@ class VideoDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             raise ValueError(f"no {split!r} manifest was given to VideoDataModule")
         dataset = self.datasets[split]
+        if isinstance(dataset, StreamingVideoDataset):  # shuffled by litdata; its loader state resumes
+            if split == "train" and self.hparams.few_shot:
+                raise ValueError(f"few_shot needs a manifest, not the shards {self.manifests[split]}")
+            loader = streaming_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, collate,
+                                      state=self._stream_state if split == "train" else None)
+            if split == "train":
+                self._stream_loader = loader
+            return loader
         if split == "train" and self.hparams.few_shot:
             dataset = few_shot_subset(dataset, self.hparams.few_shot, self.hparams.seed)
         return make_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, shuffle=shuffle)
+
+    # The train loader's position in the epoch, for litdata shards: saved in checkpoints and restored here,
+    # before Lightning may have built the loader (its own restore misses a loader built that early, e.g.
+    # by a schedule that reads trainer.estimated_stepping_batches in configure_optimizers).
+    _stream_loader, _stream_state = None, None
+
+    def state_dict(self) -> dict:
+        return {"train_loader": self._stream_loader.state_dict()} if self._stream_loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._stream_state = state.get("train_loader")
+        if self._stream_state and self._stream_loader is not None:
+            self._stream_loader.load_state_dict(self._stream_state)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

@@ -123,10 +123,14 @@ class VideoDataset(Dataset):
             frame_interval=self.frame_interval, num_clips=self.num_clips, generator=generator,
         )
 
+    def open_video(self, i: int) -> VideoReader:
+        """The reader of sample ``i``'s video (subclasses read it from elsewhere: shards, tars)."""
+        return VideoReader(self.path(i), backend=self.backend)
+
     def load(self, i: int) -> dict:
         path, record = self.path(i), self.records[i]
         # Training randomness comes from torch's global RNG, which Lightning seeds per worker.
-        with VideoReader(path, backend=self.backend) as reader:
+        with self.open_video(i) as reader:
             info = reader.info
             try:
                 idx = self.indices(info, record)
