@@ -1,4 +1,4 @@
-"""Every configs/tvts/*.yaml parses against TVTSModule + VideoDataModule (LightningCLI)."""
+"""Every configs/tvts/*.yaml parses against TVTSModule or LinearProbe + VideoDataModule (LightningCLI)."""
 
 from pathlib import Path
 
@@ -16,14 +16,17 @@ def test_config_parses(config, capsys):
         main(["fit", "--config", str(config), "--print_config"])
     assert e.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] == "videolm.models.tvts.TVTSModule"
     data = printed["data"]["init_args"]
-    assert data["transcript_windows"] == printed["model"]["init_args"]["config"]["windows"] == 4
     assert data["flip"] is False
+    if printed["model"]["class_path"] == "videolm.models.probe.LinearProbe":
+        assert data["transcript_windows"] is None and printed["model"]["init_args"]["encoder"]
+        return
+    assert printed["model"]["class_path"] == "videolm.models.tvts.TVTSModule"
+    assert data["transcript_windows"] == printed["model"]["init_args"]["config"]["windows"] == 4
 
 
 def test_recipes():
-    assert {c.stem for c in CONFIGS} >= {"synthetic", "pretrain_b16"}
+    assert {c.stem for c in CONFIGS} >= {"synthetic", "pretrain_b16", "linear_probe_synthetic"}
     synthetic = yaml.safe_load((CONFIGS[0].parent / "synthetic.yaml").read_text())["data"]["init_args"]
     assert (synthetic["train"], synthetic["gap"], synthetic["num_frames"]) == ("data/synthetic/train.jsonl", 0.0, 8)
     cfg = yaml.safe_load((CONFIGS[0].parent / "pretrain_b16.yaml").read_text())
