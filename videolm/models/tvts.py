@@ -191,6 +191,9 @@ class TVTS(nn.Module):
         b, t = videos.shape[:2]
         if t > self.num_frames:
             raise ValueError(f"{t} frames given; the temporal embedding holds {self.num_frames}")
+        if tuple(videos.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(f"frames of {videos.shape[-1]}x{videos.shape[-2]} px; the model takes "
+                             f"{self.image_size}x{self.image_size}")
         ratio = (self.config.mask_ratio if self.training else 0.0) if mask_ratio is None else mask_ratio
         v = self.clip.visual
         x = v.conv1(rearrange(videos, "b t c h w -> (b t) c h w").to(v.conv1.weight.dtype))
