@@ -18,3 +18,17 @@ def recall_at_k(similarity: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> d
     out = {f"R@{k}": 100.0 * (ranks <= k).float().mean().item() for k in ks}
     out["MdR"] = ranks.float().median().item()
     return out
+
+
+def class_recall_at_k(features: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Video-to-video retrieval by class (in %): each video queries all the others by cosine of
+    ``features`` ``(N, E)``; a hit at k when one of its k nearest has the same label."""
+    f = torch.nn.functional.normalize(features.float(), dim=-1)
+    similarity = f @ f.t()
+    similarity.fill_diagonal_(float("-inf"))  # a video does not retrieve itself
+    k_max = min(max(ks), len(f) - 1)
+    if k_max < 1:
+        raise ValueError("video-to-video retrieval needs at least 2 videos")
+    nearest = labels[similarity.topk(k_max, dim=1).indices]
+    same = nearest == labels[:, None]
+    return {f"R@{k}": 100.0 * same[:, :min(k, k_max)].any(dim=1).float().mean().item() for k in ks}

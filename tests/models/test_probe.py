@@ -49,3 +49,29 @@ def test_probe_needs_classes(encoder):
     with pytest.raises(ValueError, match="num_classes"):
         probe.setup("fit")
     assert LinearProbe(str(encoder), num_classes=3).head.out_features == 3
+
+
+def test_class_recall_at_k():
+    from videolm.metrics import class_recall_at_k
+
+    # 0 and 1 point the same way (class 0); 2 is near 0 but class 1; 3 is alone in class 2
+    f = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.95, -0.05], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 2])
+    r = class_recall_at_k(f, labels, ks=(1, 2, 3))
+    # nearest others: 0 -> 2 (miss), 1 -> 0 (hit), 2 -> 0 (miss), 3 -> none of its class
+    assert r["R@1"] == pytest.approx(25.0)
+    assert r["R@2"] == pytest.approx(50.0) and r["R@3"] == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        class_recall_at_k(f[:1], labels[:1])
+
+
+def test_v2v_retrieval_test_run(encoder, corpus, tmp_path):
+    from videolm.models.probe import VideoRetrieval
+
+    data = VideoDataModule(test=str(corpus / "test.jsonl"), num_frames=8, image_size=64, mean="imagenet",
+                           batch_size=8, num_workers=0)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)
+    (result,) = trainer.test(VideoRetrieval(str(encoder)), data, verbose=False)
+    assert set(result) == {"test/v2v_R@1", "test/v2v_R@5", "test/v2v_R@10"}
+    assert 0 <= result["test/v2v_R@1"] <= result["test/v2v_R@5"] <= result["test/v2v_R@10"] <= 100

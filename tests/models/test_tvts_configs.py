@@ -1,4 +1,5 @@
-"""Every configs/tvts/*.yaml parses against TVTSModule or LinearProbe + VideoDataModule (LightningCLI)."""
+"""Every configs/tvts/*.yaml parses against TVTSModule, LinearProbe or VideoRetrieval + VideoDataModule
+(LightningCLI)."""
 
 from pathlib import Path
 
@@ -12,13 +13,14 @@ CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "tvts").glob("*.yaml")
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_config_parses(config, capsys):
+    command = "test" if "retrieval" in config.stem else "fit"
     with pytest.raises(SystemExit) as e:
-        main(["fit", "--config", str(config), "--print_config"])
+        main([command, "--config", str(config), "--print_config"])
     assert e.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     data = printed["data"]["init_args"]
     assert data["flip"] is False
-    if printed["model"]["class_path"] == "videolm.models.probe.LinearProbe":
+    if printed["model"]["class_path"] in ("videolm.models.probe.LinearProbe", "videolm.models.probe.VideoRetrieval"):
         assert data["transcript_windows"] is None and printed["model"]["init_args"]["encoder"]
         return
     assert printed["model"]["class_path"] == "videolm.models.tvts.TVTSModule"
@@ -26,7 +28,7 @@ def test_config_parses(config, capsys):
 
 
 def test_recipes():
-    assert {c.stem for c in CONFIGS} >= {"synthetic", "pretrain_b16", "linear_probe_synthetic"}
+    assert {c.stem for c in CONFIGS} >= {"synthetic", "pretrain_b16", "linear_probe_synthetic", "v2v_retrieval_synthetic"}
     synthetic = yaml.safe_load((CONFIGS[0].parent / "synthetic.yaml").read_text())["data"]["init_args"]
     assert (synthetic["train"], synthetic["gap"], synthetic["num_frames"]) == ("data/synthetic/train.jsonl", 0.0, 8)
     cfg = yaml.safe_load((CONFIGS[0].parent / "pretrain_b16.yaml").read_text())
