@@ -304,7 +304,11 @@ def _add_embed(sub) -> None:
             print(f"videolm: error: {a.model}: a {type(net).__name__} has no video encoder (encode_video)", file=sys.stderr)
             return 2
         device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        pipe = Embedder(net.eval().to(device), a.frames or net.num_frames, net.image_size, getattr(net, "mean", "clip"),
+        data = {}  # a videolm .ckpt: the clip settings its model was trained with
+        if Path(a.model).is_file():
+            data = torch.load(a.model, map_location="cpu", weights_only=True, mmap=True).get("datamodule_hyper_parameters") or {}
+        pipe = Embedder(net.eval().to(device), a.frames or data.get("num_frames") or net.num_frames,
+                        data.get("image_size", net.image_size), data.get("mean", getattr(net, "mean", "clip")),
                         device=device, batch_size=a.batch_size)
         paths, feats, failed = [], [], 0
         for r in run_batch(pipe, a.videos, progress=not a.no_progress):

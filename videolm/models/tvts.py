@@ -181,7 +181,7 @@ class TVTS(nn.Module):
     def keep_indices(self, batch: int, ratio: float, device, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(batch, int(P (1 - ratio)))`` patch positions kept per video (the same in every frame)."""
         keep = int(self.patches * (1 - ratio))
-        noise = torch.rand(batch, self.patches, generator=generator, device=generator.device if generator else device)
+        noise = torch.rand(batch, self.patches, generator=generator, device=generator.device if generator is not None else device)
         return noise.to(device).argsort(dim=1)[:, :keep]
 
     def video_tokens(self, videos: torch.Tensor, mask_ratio: float | None = None,
