@@ -134,6 +134,29 @@ class SortTransformer(nn.Module):
         return self.head(self.norm(x[:, video.shape[1]:]))
 
 
+# -- the three places this file reads open_clip's image-tower internals: TVTS adds its temporal
+# embedding and drops patches between the position embedding and ln_pre, which backbones.clip.embed_images
+# does in one step. They belong in backbones.clip (a pre-norm variant of embed_images).
+
+
+def _patches(clip) -> int:
+    return (clip_lib.image_size(clip) // int(clip.visual.conv1.kernel_size[0])) ** 2
+
+
+def _ln_pre(clip, x: torch.Tensor) -> torch.Tensor:
+    return clip.visual.ln_pre(x)
+
+
+def _frame_embeddings(clip, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLIP's tokens before ``ln_pre``: the CLS ``(N, 1, W)`` and the patches ``(N, P, W)``, each with
+    its position embedding."""
+    v = clip.visual
+    x = rearrange(v.conv1(images.to(v.conv1.weight.dtype)), "n d h w -> n (h w) d")
+    pos = v.positional_embedding.to(x.dtype)
+    cls = (v.class_embedding.to(x.dtype) + pos[0]).expand(x.shape[0], 1, -1)
+    return cls, x + pos[1:]
+
+
 class TVTS(nn.Module):
     """TVTSv2 on an open_clip CLIP (see :class:`TVTSConfig` and the module docstring)."""
 
@@ -165,7 +188,7 @@ class TVTS(nn.Module):
 
     @property
     def patches(self) -> int:
-        return int(self.clip.visual.positional_embedding.shape[0]) - 1
+        return _patches(self.clip)
 
     def is_new(self, name: str) -> bool:
         """The temporal modules and the sort transformer (trained at the higher rate)."""
@@ -195,15 +218,12 @@ class TVTS(nn.Module):
             raise ValueError(f"frames of {videos.shape[-1]}x{videos.shape[-2]} px; the model takes "
                              f"{self.image_size}x{self.image_size}")
         ratio = (self.config.mask_ratio if self.training else 0.0) if mask_ratio is None else mask_ratio
-        v = self.clip.visual
-        x = v.conv1(rearrange(videos, "b t c h w -> (b t) c h w").to(v.conv1.weight.dtype))
-        x = rearrange(x, "(b t) d h w -> b t (h w) d", b=b)
-        x = x + v.positional_embedding[1:].to(x.dtype) + self.temporal_embedding[:t, None].to(x.dtype)
+        cls, x = _frame_embeddings(self.clip, rearrange(videos, "b t c h w -> (b t) c h w"))
+        x = rearrange(x, "(b t) n d -> b t n d", b=b) + self.temporal_embedding[:t, None].to(x.dtype)
         if ratio > 0:
             keep = self.keep_indices(b, ratio, x.device, generator)
             x = x.gather(2, repeat(keep, "b n -> b t n d", t=t, d=x.shape[-1]))
-        cls = (v.class_embedding + v.positional_embedding[0]).to(x.dtype).expand(b, 1, -1)
-        x = v.ln_pre(torch.cat([cls, rearrange(x, "b t n d -> b (t n) d")], dim=1))
+        x = _ln_pre(self.clip, torch.cat([cls[::t], rearrange(x, "b t n d -> b (t n) d")], dim=1))
         for block in clip_lib.vision_blocks(self.clip):
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, t, use_reentrant=False)
