@@ -3,6 +3,7 @@
     python scripts/bench_models.py [--threads N] xclip [--batch 2 --iters 5 --classes 16 --device auto]
     python scripts/bench_models.py [--threads N] tome [--r 13 --batch 8 --iters 5]
     python scripts/bench_models.py [--threads N] pllava [--repeats 3 --device cpu]
+    python scripts/bench_models.py [--threads N] tvts [--mask 0.5 --frames 8 --batch 1 --iters 2 --device cpu]
 
 One subcommand per model, each a ``bench_<name>(args)`` function registered in ``main`` with its own
 ``argparse`` subparser. Shared helpers: :func:`time_forward` and :func:`peak_memory`.
@@ -414,6 +415,46 @@ def bench_pllava(args) -> dict:
     return results
 
 
+def bench_tvts(args) -> dict:
+    """One TVTS pretraining step (forward, contrastive + 2 x sort loss, backward, AdamW) of the same
+    TVTSv2 ViT-B/16 (random weights; ``--size`` px, ``--frames`` frames, 4 transcripts per video) with
+    ``--mask`` of the patches dropped vs none, timed in alternation. GPU: bf16 autocast."""
+    from videolm.models.tvts import TVTSModule
+
+    device = _device(args.device)
+    torch.manual_seed(0)
+    module = TVTSModule({"clip": "ViT-B-16", "pretrained": None, "num_frames": args.frames,
+                         "mask_ratio": args.mask}).to(device).train()
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-7)
+    batch = {"video": torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device),
+             "windows": [[f"window {i} of video {b}" for i in range(4)] for b in range(args.batch)]}
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step(ratio):
+        def run():
+            module.model.config.mask_ratio = ratio
+            with autocast:
+                loss = module._step(batch, "bench")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return run
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer
+        times = _alternate({f"mask {args.mask}": step(args.mask), "no mask": step(0.0)}, args.iters, device)
+    speedup = times["no mask"] / times[f"mask {args.mask}"]
+    print(f"TVTS ViT-B/16 pretraining step, batch {args.batch} x {args.frames} frames at {args.size} px, "
+          f"device {device.type}{' bf16' if device.type == 'cuda' else ' fp32'}, threads {torch.get_num_threads()}, "
+          f"best of {args.iters} alternating rounds")
+    for name, t in times.items():
+        print(f"  {name:10s} {t * 1000:9.1f} ms")
+    print(f"  speed-up of dropping {int(args.mask * 100)}% of the patches: {speedup:.2f}x")
+    return {**times, "speedup": speedup}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -446,6 +487,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--image-size", type=int, default=96, help="frame side; with --patch 4 a 24 x 24 grid")
     p.add_argument("--patch", type=int, default=4)
     p.set_defaults(func=bench_pllava)
+
+    p = sub.add_parser("tvts", help="TVTS B/16 pretraining step: patch dropping (--mask) vs none, same model")
+    p.add_argument("--mask", type=float, default=0.5, help="share of patches dropped (B/16 default 0.5)")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--iters", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu (the issue's setting), cuda or auto")
+    p.set_defaults(func=bench_tvts)
 
     args = parser.parse_args(argv)
     if args.threads:

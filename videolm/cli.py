@@ -356,6 +356,70 @@ def _classify_windows(a, show) -> int:
     return int(bool(failed))
 
 
+def _add_embed(sub) -> None:
+    p = sub.add_parser("embed", help="video embeddings of a model with a video encoder (TVTS, X-CLIP, FrameMeanCLIP) "
+                                     "into a safetensors file")
+    p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or globs")
+    p.add_argument("--model", required=True, help="a videolm .ckpt, a zoo name (tvtsv2-vit-b16 ...) or a model folder")
+    p.add_argument("--output", required=True, metavar="FEATS.safetensors",
+                   help="written with 'features' (N, E) and the N paths (JSON list) in the metadata key 'paths'")
+    p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=8, help="videos per model call")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    def run(a):
+        import json
+        from pathlib import Path
+
+        import torch
+        from safetensors.torch import save_file
+
+        from videolm.infer import Pipeline, run_batch
+        from videolm.models import load_model
+
+        class Embedder(Pipeline):
+            def predict(self, videos, **kwargs):
+                out = self.model.encode_video(videos)
+                out = out["video"] if isinstance(out, dict) else out  # X-CLIP: the MIT video embedding
+                return [{"embedding": f} for f in out.float().cpu()]
+
+        try:
+            net = load_model(a.model)
+        except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+            print(f"videolm: error: {e}", file=sys.stderr)
+            return 2
+        if not callable(getattr(net, "encode_video", None)):
+            print(f"videolm: error: {a.model}: a {type(net).__name__} has no video encoder (encode_video)", file=sys.stderr)
+            return 2
+        device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        data = {}  # a videolm .ckpt: the clip settings its model was trained with
+        if Path(a.model).is_file():
+            data = torch.load(a.model, map_location="cpu", weights_only=True, mmap=True).get("datamodule_hyper_parameters") or {}
+        pipe = Embedder(net.eval().to(device), a.frames or data.get("num_frames") or net.num_frames,
+                        data.get("image_size", net.image_size), data.get("mean", getattr(net, "mean", "clip")),
+                        device=device, batch_size=a.batch_size)
+        paths, feats, failed = [], [], 0
+        for r in run_batch(pipe, a.videos, progress=not a.no_progress):
+            if "error" in r:
+                failed += 1
+                print(f"error: {r['error']}", file=sys.stderr)
+            else:
+                paths.append(r["path"])
+                feats.append(r["embedding"])
+        if not feats:
+            print("videolm: error: no video could be embedded", file=sys.stderr)
+            return 1
+        Path(a.output).parent.mkdir(parents=True, exist_ok=True)
+        save_file({"features": torch.stack(feats).contiguous()}, a.output,
+                  metadata={"paths": json.dumps(paths), "model": str(a.model)})
+        print(f"wrote {len(paths)} embeddings ({feats[0].numel()}-d) to {a.output}"
+              + (f"; {failed} video(s) failed and were skipped" if failed else ""), file=sys.stderr)
+        return int(bool(failed))
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videolm",
@@ -364,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _registry_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_quickstart, _add_classify, _add_caption, _add_ask, _add_zoo):
+    for add in (_add_data, _add_quickstart, _add_classify, _add_caption, _add_ask, _add_zoo, _add_embed):
         add(sub)
     return parser
 

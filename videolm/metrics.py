@@ -103,3 +103,17 @@ def gather_translations(indices: Sequence[int], hypotheses: Sequence[str], refer
         unique.setdefault(index, (hyp, ref))  # a DistributedSampler repeats samples to even the ranks
     order = sorted(unique)
     return [unique[i][0] for i in order], [unique[i][1] for i in order]
+
+
+def class_recall_at_k(features: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Video-to-video retrieval by class (in %): each video queries all the others by cosine of
+    ``features`` ``(N, E)``; a hit at k when one of its k nearest has the same label."""
+    f = torch.nn.functional.normalize(features.float(), dim=-1)
+    similarity = f @ f.t()
+    similarity.fill_diagonal_(float("-inf"))  # a video does not retrieve itself
+    k_max = min(max(ks), len(f) - 1)
+    if k_max < 1:
+        raise ValueError("video-to-video retrieval needs at least 2 videos")
+    nearest = labels[similarity.topk(k_max, dim=1).indices]
+    same = nearest == labels[:, None]
+    return {f"R@{k}": 100.0 * same[:, :min(k, k_max)].any(dim=1).float().mean().item() for k in ks}

@@ -157,3 +157,88 @@ def test_refusals_name_the_file(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth"):
         load_official(junk)
+
+
+# -- official checkpoint -> TVTS ------------------------------------------------------------------------
+from einops import rearrange  # noqa: E402
+
+from videolm.backbones import clip as clip_lib  # noqa: E402
+from videolm.convert.tvts import load_tvts  # noqa: E402
+from videolm.models import get_method  # noqa: E402
+
+
+def _official_attention(x, w, b, pw, pb, heads, frames, over):
+    """The official VarAttention (v2/model/video_encoder_ViT_B_16.py) written out with plain softmax."""
+    q, k, v = (x @ w.t() + b).chunk(3, dim=-1)
+    q, k, v = (rearrange(t, "b n (h d) -> (b h) n d", h=heads) for t in (q, k, v))
+    q = q * q.shape[-1] ** -0.5
+    cls = (q[:, :1] @ k.transpose(1, 2)).softmax(-1) @ v
+    pattern = "b (f n) d -> (b f) n d" if over == "space" else "b (f n) d -> (b n) f d"
+    back = "(b f) n d -> b (f n) d" if over == "space" else "(b n) f d -> b (f n) d"
+    q_, k_, v_ = (rearrange(t[:, 1:], pattern, f=frames) for t in (q, k, v))
+    r = q_.shape[0] // k.shape[0]
+    k_ = torch.cat([k[:, :1].repeat_interleave(r, 0), k_], 1)
+    v_ = torch.cat([v[:, :1].repeat_interleave(r, 0), v_], 1)
+    out = rearrange((q_ @ k_.transpose(1, 2)).softmax(-1) @ v_, back, f=frames, b=k.shape[0])
+    out = rearrange(torch.cat([cls, out], 1), "(b h) n d -> b n (h d)", h=heads)
+    return out @ pw.t() + pb
+
+
+def _official_block(x, s, i, frames, heads=2):
+    p = f"video_model.transformer.resblocks.{i}."
+    ln = lambda t, name: torch.nn.functional.layer_norm(t, (WIDTH,), s[p + name + ".weight"], s[p + name + ".bias"])  # noqa: E731
+    att = lambda t, name, over: _official_attention(t, s[p + name + ".qkv.weight"], s[p + name + ".qkv.bias"],  # noqa: E731
+                                                  s[p + name + ".proj.weight"], s[p + name + ".proj.bias"], heads, frames, over)
+    t = x + att(ln(x, "ln_3"), "timeattn", "time")
+    x = x + att(ln(t, "ln_1"), "attn", "space")
+    h = ln(x, "ln_2") @ s[p + "mlp.c_fc.weight"].t() + s[p + "mlp.c_fc.bias"]
+    h = h * torch.sigmoid(1.702 * h)  # QuickGELU
+    return x + h @ s[p + "mlp.c_proj.weight"].t() + s[p + "mlp.c_proj.bias"]
+
+
+def test_official_checkpoint_into_tvts(tmp_path):
+    state = official_state()
+    path = write_official(tmp_path / "TVTSv2_ViT_B_16.pth", state)
+    model = load_tvts(path, head_width=16, sort_heads=2)
+    c = model.config
+    assert (c.num_frames, c.windows, c.mask_ratio, c.sort_depth) == (FRAMES, 4, 0.5, 2)
+    assert (model.image_size, clip_lib.vision_width(model.clip), clip_lib.embed_dim(model.clip)) == (32, WIDTH, 16)
+    sd = model.state_dict()
+    pairs = {
+        "temporal_embedding": "video_model.temporal_embedding",
+        "clip.visual.transformer.resblocks.1.timeattn.in_proj_weight": "video_model.transformer.resblocks.1.timeattn.qkv.weight",
+        "clip.visual.transformer.resblocks.0.timeattn.out_proj.bias": "video_model.transformer.resblocks.0.timeattn.proj.bias",
+        "clip.visual.transformer.resblocks.1.ln_3.weight": "video_model.transformer.resblocks.1.ln_3.weight",
+        "clip.visual.transformer.resblocks.0.attn.in_proj_weight": "video_model.transformer.resblocks.0.attn.qkv.weight",
+        "sort.type_embed": "pred_model.type_embed",
+        "sort.blocks.1.ln_1.bias": "pred_model.blocks.1.norm1.bias",
+        "sort.blocks.0.attn.in_proj_weight": "pred_model.blocks.0.attn.qkv.weight",
+        "sort.blocks.0.attn.out_proj.weight": "pred_model.blocks.0.attn.proj.weight",
+        "sort.blocks.1.mlp.c_proj.weight": "pred_model.blocks.1.mlp.fc2.weight",
+        "sort.head.bias": "pred_model.head.bias",
+        "clip.transformer.resblocks.0.mlp.c_fc.weight": "text_model.resblocks.0.mlp.c_fc.weight",
+    }
+    for ours, theirs in pairs.items():
+        assert torch.equal(sd[ours], state[theirs]), ours
+    # each space-time block computes what the official block computes with these weights
+    x = torch.randn(2, 1 + FRAMES * 16, WIDTH)
+    for i, block in enumerate(clip_lib.vision_blocks(model.clip)):
+        with torch.no_grad():
+            torch.testing.assert_close(block(x, FRAMES), _official_block(x, state, i, FRAMES), atol=1e-3, rtol=1e-3)
+    with torch.no_grad():
+        assert model.encode_video(torch.randn(2, FRAMES, 3, 32, 32)).shape == (2, 16)
+        ids = torch.tensor([[3, 7, 49, 0, 0, 0, 0, 0], [3, 9, 11, 49, 0, 0, 0, 0]])  # 49: end of text
+        assert model.encode_text(ids).shape == (2, 16)
+
+
+def test_released_file_in_a_folder_and_the_registry(tmp_path):
+    folder = tmp_path / "tvtsv2-vit-b16"
+    folder.mkdir()
+    write_official(folder / "TVTSv2_ViT_B_16.pth", official_state(sort=False))
+    loader = get_method("tvts").get("loader")
+    assert loader is load_tvts
+    model = loader(folder, head_width=16, sort_heads=2)
+    assert model.config.windows == 4 and model.sort.head.out_features == 4  # no pred_model: an untrained head
+    (folder / "second.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match="tvtsv2-vit-b16: expected one official TVTSv2 .pth"):
+        load_tvts(folder)

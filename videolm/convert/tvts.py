@@ -28,6 +28,10 @@ With no open_clip counterpart (returned apart by :func:`to_open_clip`, under the
   ``pred_model``, so they normally lack it;
 - ``other``: anything else (none in the official files).
 
+:func:`load_tvts` builds a :class:`videolm.models.tvts.TVTS` from an official file (the registry's loader
+for method ``tvts``): the open_clip architecture is read off the tensor shapes, the towers load through
+:func:`to_open_clip`, the temporal modules and the sort transformer through their name maps below.
+
 The first TVTS (v1: MAE-ViT video backbone, DistilBERT text) is out of scope; its checkpoints are
 recognised and refused with a clear message.
 """
@@ -36,9 +40,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import torch
 
 from videolm.io.safe_pickle import load_checkpoint
+from videolm.models.tvts import TVTS, TVTSConfig
 
 _TEXT = {
     "text_model.": "transformer.",
@@ -119,3 +126,105 @@ def _open_clip_name(key: str) -> str | None:
 def _keys(obj) -> str:
     keys = list(obj)[:6] if isinstance(obj, dict) else type(obj).__name__
     return str(keys)
+
+
+# official temporal / sort names -> TVTS names (suffixes after the block prefix)
+_TEMPORAL = {"timeattn.qkv.weight": "timeattn.in_proj_weight", "timeattn.qkv.bias": "timeattn.in_proj_bias",
+             "timeattn.proj.weight": "timeattn.out_proj.weight", "timeattn.proj.bias": "timeattn.out_proj.bias"}
+_SORT = {"norm1.": "ln_1.", "norm2.": "ln_2.", "attn.qkv.weight": "attn.in_proj_weight",
+         "attn.qkv.bias": "attn.in_proj_bias", "attn.proj.": "attn.out_proj.", "mlp.fc1.": "mlp.c_fc.",
+         "mlp.fc2.": "mlp.c_proj."}
+
+
+def load_tvts(path: str | Path, clip_config: dict | None = None, head_width: int | None = None,
+              sort_heads: int | None = None,
+              mask_ratio: float | None = None, text_trainable_blocks: int | None = 3) -> TVTS:
+    """A :class:`~videolm.models.tvts.TVTS` with the weights of an official TVTSv2 ``.pth`` (or the one
+    ``.pth`` in a folder, e.g. a zoo download).
+
+    The open_clip config comes from the tensor shapes (``clip_config`` overrides it): heads are
+    ``width // head_width`` (default 64; 16 heads for the 1280-wide H/14 image tower), QuickGELU for the OpenAI towers (B/32,
+    B/16), layer scale when the file has it. ``sort_heads``: default ``embed_dim // 64`` (the official
+    8 for B, 16 for H/14). ``mask_ratio``: default the official one of the architecture (B/32 0, B/16
+    0.5, H/14 0.7; only used when training on). The released files carry no sort transformer
+    (``pred_model``): it then starts untrained, with K = 4."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.pth"))
+        if len(files) != 1:
+            raise ValueError(f"{path}: expected one official TVTSv2 .pth in this folder, found {len(files)}")
+        path = files[0]
+    mapped, rest = to_open_clip(load_official(path))
+    try:
+        cfg = clip_config or _clip_config(mapped, head_width)
+    except KeyError as e:
+        raise ValueError(f"{path}: incomplete TVTSv2 checkpoint (no {e.args[0]!r} after mapping)") from None
+    temporal = rest["temporal"]
+    embed = int(mapped["visual.proj"].shape[1])
+    width = int(mapped["visual.conv1.weight"].shape[0])
+    patch = int(mapped["visual.conv1.weight"].shape[-1])
+    if mask_ratio is None:
+        mask_ratio = 0.0 if patch >= 32 else (0.7 if width >= 1280 else 0.5)
+    head = rest["sort"].get("pred_model.head.weight")
+    config = TVTSConfig(
+        clip="custom", pretrained=None, clip_config=cfg,
+        num_frames=int(temporal["video_model.temporal_embedding"].shape[0]) if temporal else 12,
+        windows=int(head.shape[0]) if head is not None else 4, mask_ratio=mask_ratio,
+        sort_depth=len({k.split(".")[2] for k in rest["sort"] if k.startswith("pred_model.blocks.")}) or 2,
+        sort_heads=sort_heads or max(1, embed // 64), text_trainable_blocks=text_trainable_blocks)
+    model = TVTS(config)
+    state = {"clip." + k: v for k, v in mapped.items()}
+    for key, value in temporal.items():
+        state[_temporal_name(key)] = value
+    for key, value in rest["sort"].items():
+        state[_sort_name(key)] = value
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    allowed = {"clip.logit_scale"} | ({k for k in model.state_dict() if k.startswith("sort.")} if not rest["sort"] else set())
+    if unexpected or set(missing) - allowed:
+        raise ValueError(f"{path}: the weights do not fit TVTS (missing {sorted(set(missing) - allowed)[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+    return model.eval()
+
+
+def _temporal_name(key: str) -> str:
+    if key == "video_model.temporal_embedding":
+        return "temporal_embedding"
+    prefix, _, suffix = key.partition(".resblocks.")
+    index, _, part = suffix.partition(".")
+    return f"clip.visual.transformer.resblocks.{index}.{_TEMPORAL.get(part, part)}"
+
+
+def _sort_name(key: str) -> str:
+    key = key[len("pred_model."):]
+    match = re.match(r"blocks\.(\d+)\.(.*)", key)
+    if match is None:
+        return "sort." + key
+    index, part = match.groups()
+    for old, new in _SORT.items():
+        if part.startswith(old):
+            part = new + part[len(old):]
+            break
+    return f"sort.blocks.{index}.{part}"
+
+
+def _layers(state: dict, prefix: str) -> int:
+    return len({k[len(prefix):].split(".")[0] for k in state if k.startswith(prefix)})
+
+
+def _clip_config(m: dict[str, torch.Tensor], head_width: int | None = None) -> dict:
+    """The open_clip config of the towers in ``m`` (open_clip names), from the tensor shapes."""
+    width, _, patch, _ = m["visual.conv1.weight"].shape
+    grid = round((m["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    text_width = int(m["token_embedding.weight"].shape[1])
+    vision_heads = max(1, width // head_width) if head_width else (16 if width == 1280 else max(1, width // 64))
+    vision = {"image_size": int(grid * patch), "patch_size": int(patch), "width": int(width),
+              "layers": _layers(m, "visual.transformer.resblocks."), "head_width": int(width // vision_heads),
+              "mlp_ratio": m["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / width}
+    text = {"context_length": int(m["positional_embedding"].shape[0]), "vocab_size": int(m["token_embedding.weight"].shape[0]),
+            "width": text_width, "heads": max(1, text_width // (head_width or 64)), "layers": _layers(m, "transformer.resblocks.")}
+    if "visual.transformer.resblocks.0.ls_1.gamma" in m:
+        vision["ls_init_value"] = float(m["visual.transformer.resblocks.0.ls_1.gamma"].flatten()[0])
+    if "transformer.resblocks.0.ls_1.gamma" in m:
+        text["ls_init_value"] = float(m["transformer.resblocks.0.ls_1.gamma"].flatten()[0])
+    return {"embed_dim": int(m["visual.proj"].shape[1]), "vision_cfg": vision, "text_cfg": text,
+            "quick_gelu": width != 1280}

@@ -132,6 +132,9 @@ class VideoDataModule(pl.LightningDataModule):
         test_num_clips, test_num_crops: multi-view testing (views averaged by the model).
         few_shot: if set, train on this many examples per class (drawn with ``seed``).
         on_error: ``skip`` (default), ``replace`` or ``raise`` for videos that fail to decode.
+        transcript_windows, gap, transcript_length: K transcript windows per video (TVTS; see
+            :class:`~videolm.data.datasets.VideoDataset`); a video with fewer than K windows holding a
+            word is skipped and reported like a decode error.
     """
 
     def __init__(
@@ -162,6 +165,9 @@ class VideoDataModule(pl.LightningDataModule):
         backend: str = "auto",
         on_error: str = "skip",
         kinetics_pattern: str = KINETICS_CLIPS,
+        transcript_windows: int | None = None,
+        gap: float = 1.0,
+        transcript_length: float | tuple[float, float] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -197,7 +203,8 @@ class VideoDataModule(pl.LightningDataModule):
             frame_interval=h.frame_interval, num_clips=h.test_num_clips if test_views else 1,
             transform=transform, train=train, class_names=self.class_names, backend=h.backend,
             on_error=h.on_error, fps=h.fps, min_frames=h.min_frames, max_frames=h.max_frames,
-            kinetics_pattern=h.kinetics_pattern,
+            kinetics_pattern=h.kinetics_pattern, transcript_windows=h.transcript_windows, gap=h.gap,
+            transcript_length=h.transcript_length,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -4,10 +4,13 @@ A sample is a dict: ``video`` float ``(T, C, H, W)`` (or ``(V, T, C, H, W)`` wit
 its frame metadata ``frame_indices`` (long, ``(T,)``; ``(num_clips, T)`` with several clips),
 ``timestamps`` (float seconds, same shape: ``index / fps``, i.e. times in the file, so a window's offset
 is included) and ``fps`` (the video's), ``label`` (when known), ``index``, ``path`` and the manifest's
-other fields. Frames come by count (``num_frames``) or by rate (``fps`` with ``min_frames`` /
+other fields. With ``transcript_windows=K`` a sample also has ``windows`` (the K transcript texts, in
+time order) and ``window_bounds`` (their ``(start, end)`` seconds), and its frames are sampled TSN-style
+over the span the windows cover (see :mod:`videolm.data.transcripts`). Frames come by count (``num_frames``) or by rate (``fps`` with ``min_frames`` /
 ``max_frames``), only from inside the row's ``start`` / ``end`` window when it has one.
 
-A sample that fails to decode is skipped (``on_error="skip"``: dropped from its batch and counted),
+A sample that fails to decode (or, with transcript windows, has a bad transcript or fewer than K windows
+with words) is skipped (``on_error="skip"``: dropped from its batch and counted),
 replaced by the next good sample (``"replace"``) or raised (``"raise"``); :func:`collate` carries the
 failures to the main process.
 """
@@ -22,6 +25,7 @@ from torch.utils.data import Dataset
 
 from videolm.data.manifests import KINETICS_CLIPS, Manifest, ManifestError, read_manifest
 from videolm.data.sampling import MODES, sample_indices, timestamps
+from videolm.data.transcripts import TooFewWindows, TranscriptError, load_transcript, span_indices, transcript_windows
 from videolm.io import VideoDecodeError, VideoReader
 
 SAMPLERS = MODES
@@ -61,6 +65,10 @@ class VideoDataset(Dataset):
             ``max_frames`` caps.
         sampler: ``segment`` (TSN), ``uniform`` or ``dense`` (``frame_interval``, ``num_clips``).
         kinetics_pattern: file names of Kinetics CSV rows (see :func:`read_manifest`).
+        transcript_windows: K: cut each video's transcript (the record's ``transcript`` list or file, or a
+            ``.vtt`` / ``.srt`` beside the video) into K equal windows ``gap`` seconds apart (over a
+            random ``transcript_length``-second part of it when given: seconds or a ``(low, high)``
+            range) and sample the ``num_frames`` frames TSN-style over those windows' span.
     """
 
     def __init__(
@@ -80,6 +88,9 @@ class VideoDataset(Dataset):
         min_frames: int = 1,
         max_frames: int | None = None,
         kinetics_pattern: str = KINETICS_CLIPS,
+        transcript_windows: int | None = None,
+        gap: float = 1.0,
+        transcript_length: float | tuple[float, float] | None = None,
     ):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
@@ -89,6 +100,9 @@ class VideoDataset(Dataset):
             raise ValueError("give num_frames (sampling by count) or fps (sampling by rate)")
         if fps is not None and (sampler == "dense" or num_clips > 1):
             raise ValueError("sampling by fps takes one clip with sampler 'segment' or 'uniform'")
+        if transcript_windows is not None and (fps is not None or num_clips > 1 or transcript_windows < 1):
+            raise ValueError("transcript_windows (K >= 1) samples num_frames frames of one clip over the windows' "
+                             "span; it takes neither fps nor num_clips > 1")
         if isinstance(manifest, (str, Path)):
             self.records = read_manifest(manifest, kinetics_pattern=kinetics_pattern)
             self.root = Path(root) if root is not None else Path(manifest).parent
@@ -106,6 +120,8 @@ class VideoDataset(Dataset):
         self.sampler, self.frame_interval = sampler, frame_interval
         self.num_clips, self.transform, self.train = num_clips, transform, train
         self.backend, self.on_error = backend, on_error
+        self.transcript_windows, self.gap = transcript_windows, gap
+        self.transcript_length = tuple(transcript_length) if isinstance(transcript_length, list) else transcript_length
 
     def __len__(self) -> int:
         return len(self.records)
@@ -129,11 +145,19 @@ class VideoDataset(Dataset):
 
     def load(self, i: int) -> dict:
         path, record = self.path(i), self.records[i]
+        windows = None
+        if self.transcript_windows is not None:  # before decoding: a video that cannot be sorted costs nothing
+            cues = load_transcript(record, path, self.root, str(self.source))
+            windows = transcript_windows(cues, self.transcript_windows, self.gap, length=self.transcript_length,
+                                         source=path)
         # Training randomness comes from torch's global RNG, which Lightning seeds per worker.
         with self.open_video(i) as reader:
             info = reader.info
             try:
-                idx = self.indices(info, record)
+                if windows is not None:
+                    idx = span_indices(windows.span, info.fps, info.num_frames, self.num_frames, train=self.train)
+                else:
+                    idx = self.indices(info, record)
             except ValueError as e:  # a window outside the video: this sample is unusable, not the run
                 raise VideoDecodeError(path, str(e)) from None
             frames = reader.get_frames(idx.tolist())
@@ -150,6 +174,8 @@ class VideoDataset(Dataset):
                       index=i, path=str(path))
         if self.labels[i] is not None:
             sample["label"] = self.labels[i]
+        if windows is not None:
+            sample.update(windows=windows.texts, window_bounds=windows.bounds)
         return sample
 
     def __getitem__(self, i: int) -> dict:
@@ -162,7 +188,7 @@ class VideoDataset(Dataset):
                 if errors:
                     sample["errors"] = errors
                 return sample
-            except (VideoDecodeError, IndexError, OSError) as e:
+            except (VideoDecodeError, IndexError, OSError, TranscriptError, TooFewWindows) as e:
                 if self.on_error == "raise":
                     raise
                 errors.append(str(e))

@@ -46,6 +46,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            ("llava", "llava_next", "pllava")),
     Method("simvlg", "caption", "videolm.models.simvlg:SimVLGConfig", "videolm.models.simvlg:SimVLG",
            "videolm.models.simvlg:SimVLGModule"),
+    Method("tvts", "embed", "videolm.models.tvts:TVTSConfig", "videolm.models.tvts:TVTS",
+           "videolm.models.tvts:TVTSModule", "videolm.convert.tvts:load_tvts"),
 )}
 
 
