@@ -137,14 +137,29 @@ def freeze_text(clip: open_clip.CLIP, trainable_blocks: int = 0) -> None:
 # -- images -----------------------------------------------------------------------------------------------
 
 
+def num_patches(clip: open_clip.CLIP) -> int:
+    return (image_size(clip) // int(clip.visual.conv1.kernel_size[0])) ** 2
+
+
+def patch_embeddings(clip: open_clip.CLIP, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens before ``ln_pre``: the CLS ``(N, 1, W)`` and the patches ``(N, P, W)``, each with its
+    position embedding (so a method may drop or reorder patches before :func:`pre_norm`)."""
+    v = clip.visual
+    x = rearrange(v.conv1(images.to(v.conv1.weight.dtype)), "n d h w -> n (h w) d")
+    pos = v.positional_embedding.to(x.dtype)
+    cls = (v.class_embedding.to(x.dtype) + pos[0]).expand(x.shape[0], 1, -1)
+    return cls, x + pos[1:]
+
+
+def pre_norm(clip: open_clip.CLIP, tokens: torch.Tensor) -> torch.Tensor:
+    """The vision tower's ``ln_pre``, applied to tokens from :func:`patch_embeddings`."""
+    return clip.visual.ln_pre(tokens)
+
+
 def embed_images(clip: open_clip.CLIP, images: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` -> the tokens that enter the first vision block ``(N, 1 + P, W)`` (CLS first;
     patch embedding, position embedding, ``ln_pre``)."""
-    v = clip.visual
-    x = v.conv1(images.to(v.conv1.weight.dtype))
-    x = rearrange(x, "n d h w -> n (h w) d")
-    cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-    return v.ln_pre(torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype))
+    return pre_norm(clip, torch.cat(patch_embeddings(clip, images), dim=1))
 
 
 def image_tokens(clip: open_clip.CLIP, images: torch.Tensor, layer: int | None = None,

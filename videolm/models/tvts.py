@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from videolm.backbones import clip as clip_lib
-from videolm.models.common import Optim, VideoModule, as_config, contrastive_loss
+from videolm.models.common import CLIPVideoModel, Optim, VideoModule, as_config, contrastive_loss
 from videolm.nn.attention import MultiheadAttention, attention
 from videolm.nn.transformer import Block, LayerScale
 
@@ -134,43 +134,16 @@ class SortTransformer(nn.Module):
         return self.head(self.norm(x[:, video.shape[1]:]))
 
 
-# -- the three places this file reads open_clip's image-tower internals: TVTS adds its temporal
-# embedding and drops patches between the position embedding and ln_pre, which backbones.clip.embed_images
-# does in one step. They belong in backbones.clip (a pre-norm variant of embed_images).
-
-
-def _patches(clip) -> int:
-    return (clip_lib.image_size(clip) // int(clip.visual.conv1.kernel_size[0])) ** 2
-
-
-def _ln_pre(clip, x: torch.Tensor) -> torch.Tensor:
-    return clip.visual.ln_pre(x)
-
-
-def _frame_embeddings(clip, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """CLIP's tokens before ``ln_pre``: the CLS ``(N, 1, W)`` and the patches ``(N, P, W)``, each with
-    its position embedding."""
-    v = clip.visual
-    x = rearrange(v.conv1(images.to(v.conv1.weight.dtype)), "n d h w -> n (h w) d")
-    pos = v.positional_embedding.to(x.dtype)
-    cls = (v.class_embedding.to(x.dtype) + pos[0]).expand(x.shape[0], 1, -1)
-    return cls, x + pos[1:]
-
-
-class TVTS(nn.Module):
+class TVTS(CLIPVideoModel):
     """TVTSv2 on an open_clip CLIP (see :class:`TVTSConfig` and the module docstring)."""
 
     mean = "imagenet"  # frame normalisation of the official recipe and checkpoints
 
     def __init__(self, config: TVTSConfig | dict | str | None = None):
-        super().__init__()
-        self.config = c = as_config(TVTSConfig, config)
+        c = as_config(TVTSConfig, config)
         if not 0.0 <= c.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {c.mask_ratio}")
-        custom = c.clip_config if c.clip_config is not None else ("tiny" if c.clip == "tiny" else None)
-        self.model_name = None if custom is not None else c.clip
-        self.clip = clip_lib.create_clip(c.clip, c.pretrained if custom is None else None, custom,
-                                         drop_path=c.drop_path, vision_block=SpaceTimeBlock)
+        super().__init__(c, drop_path=c.drop_path, vision_block=SpaceTimeBlock)
         self.clip.logit_scale.requires_grad_(False)  # TVTS uses a fixed temperature
         if c.text_trainable_blocks is not None:
             clip_lib.freeze_text(self.clip, c.text_trainable_blocks)
@@ -179,27 +152,12 @@ class TVTS(nn.Module):
         self.grad_checkpointing = c.grad_checkpointing
 
     @property
-    def image_size(self) -> int:
-        return clip_lib.image_size(self.clip)
-
-    @property
-    def num_frames(self) -> int:
-        return self.config.num_frames
-
-    @property
     def patches(self) -> int:
-        return _patches(self.clip)
+        return clip_lib.num_patches(self.clip)
 
     def is_new(self, name: str) -> bool:
         """The temporal modules and the sort transformer (trained at the higher rate)."""
         return not name.startswith("clip.") or any(p in name for p in (".timeattn.", ".ln_3.", ".ls_3."))
-
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return clip_lib.tokenize(self.clip, texts, self.model_name)
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Text embeddings ``(N, E)`` (projected end-of-text token, not normalised)."""
-        return clip_lib.encode_text(self.clip, tokens)
 
     def keep_indices(self, batch: int, ratio: float, device, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(batch, int(P (1 - ratio)))`` patch positions kept per video (the same in every frame)."""
@@ -218,12 +176,12 @@ class TVTS(nn.Module):
             raise ValueError(f"frames of {videos.shape[-1]}x{videos.shape[-2]} px; the model takes "
                              f"{self.image_size}x{self.image_size}")
         ratio = (self.config.mask_ratio if self.training else 0.0) if mask_ratio is None else mask_ratio
-        cls, x = _frame_embeddings(self.clip, rearrange(videos, "b t c h w -> (b t) c h w"))
+        cls, x = clip_lib.patch_embeddings(self.clip, rearrange(videos, "b t c h w -> (b t) c h w"))
         x = rearrange(x, "(b t) n d -> b t n d", b=b) + self.temporal_embedding[:t, None].to(x.dtype)
         if ratio > 0:
             keep = self.keep_indices(b, ratio, x.device, generator)
             x = x.gather(2, repeat(keep, "b n -> b t n d", t=t, d=x.shape[-1]))
-        x = _ln_pre(self.clip, torch.cat([cls[::t], rearrange(x, "b t n d -> b (t n) d")], dim=1))
+        x = clip_lib.pre_norm(self.clip, torch.cat([cls[::t], rearrange(x, "b t n d -> b (t n) d")], dim=1))
         for block in clip_lib.vision_blocks(self.clip):
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, t, use_reentrant=False)
