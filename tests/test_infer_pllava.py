@@ -78,3 +78,20 @@ def test_unknown_model_names_the_model(videos, capsys):
         videolm.load("no-such-model")
     assert main(["caption", videos[0][0], "--model", "no-such-model"]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_prompt_can_state_frame_times(model_dir, videos):
+    from videolm.backbones.text import time_instruction
+
+    text = time_instruction("when does it turn?", [0.5, 1.25], 2.0)
+    assert text == "The video is 2.0 s long; its 2 frames were taken at 0.5 s and 1.2 s.\nwhen does it turn?"
+    (a, b), _ = videos
+    pipe = videolm.load(model_dir, num_frames=4, device="cpu", state_times=True)
+    clip, meta = pipe.frames(a)
+    assert meta["timestamps"].shape == (4,) and float(meta["timestamps"][-1]) < meta["duration"]
+    timed = pipe.ask([a, b], "what colour is it?", max_new_tokens=2)
+    assert len(timed) == 2 and all(isinstance(t, str) for t in timed)
+    # the times reach the LM: the prompt differs, so the first-step logits do
+    tok = pipe.model.tokenizer
+    assert time_instruction("q", meta["timestamps"].tolist(), meta["duration"]) != "q"
+    assert len(tok(time_instruction("q", [0.0, 1.0], 2.0))["input_ids"]) > len(tok("q")["input_ids"])

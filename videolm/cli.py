@@ -211,7 +211,9 @@ def _add_caption(sub) -> None:
     p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or globs")
     _infer_args(p, "zoo name, model folder or .ckpt (default: the built-in tiny captioner)")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.set_defaults(func=lambda a: _run_pipeline(a, {}, a.videos, _show_text, max_new_tokens=a.max_new_tokens))
+    p.add_argument("--state-times", action="store_true", help="say in the prompt when each frame was taken")
+    p.set_defaults(func=lambda a: _run_pipeline(a, {"state_times": a.state_times}, a.videos, _show_text,
+                                                max_new_tokens=a.max_new_tokens))
 
 
 def _add_ask(sub) -> None:
@@ -219,11 +221,13 @@ def _add_ask(sub) -> None:
     p.add_argument("items", nargs="+", metavar="VIDEO... QUESTION", help="videos (files, folders, globs), then the question")
     _infer_args(p, "zoo name, model folder or .ckpt (default: the built-in tiny captioner)")
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--state-times", action="store_true", help="say in the prompt when each frame was taken")
 
     def run(a):
         if len(a.items) < 2:
             p.error("give at least one video and a question")
-        return _run_pipeline(a, {}, a.items[:-1], _show_text, question=a.items[-1], max_new_tokens=a.max_new_tokens)
+        return _run_pipeline(a, {"state_times": a.state_times}, a.items[:-1], _show_text, question=a.items[-1],
+                             max_new_tokens=a.max_new_tokens)
 
     p.set_defaults(func=run)
 
@@ -379,7 +383,7 @@ def _add_embed(sub) -> None:
         from videolm.models import load_model
 
         class Embedder(Pipeline):
-            def predict(self, videos, **kwargs):
+            def predict(self, videos, meta, **kwargs):
                 out = self.model.encode_video(videos)
                 out = out["video"] if isinstance(out, dict) else out  # X-CLIP: the MIT video embedding
                 return [{"embedding": f} for f in out.float().cpu()]

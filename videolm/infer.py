@@ -70,17 +70,21 @@ class Pipeline:
         # crop=False resizes the whole frame (PLLaVA), else short-side resize and centre crop
         self.transform = VideoTransform(image_size, train=False, mean=mean, resize_size=None if crop else image_size)
 
-    def frames(self, path: str | Path, sampling: Sampling | None = None) -> torch.Tensor:
-        """The sampled, normalised frames of one video ``(T, C, H, W)``."""
+    def frames(self, path: str | Path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
+        """The sampled, normalised frames of one video ``(T, C, H, W)`` and their metadata:
+        ``{"timestamps": (T,) seconds, "duration": seconds, "fps"}``."""
         s = sampling or self.sampling
         with VideoReader(path, backend=self.backend) as reader:
+            info = reader.info
             count = None if s.fps else s.num_frames
-            idx = sample_indices(reader.info, num_frames=count, fps=s.fps, min_frames=s.min_frames,
+            idx = sample_indices(info, num_frames=count, fps=s.fps, min_frames=s.min_frames,
                                  max_frames=s.max_frames, start=s.start, end=s.end, mode="segment")
             frames = reader.get_frames(idx.tolist())
-        return self.transform(frames)
+        meta = {"timestamps": idx.double() / info.fps, "duration": info.duration, "fps": info.fps}
+        return self.transform(frames), meta
 
-    def predict(self, videos: torch.Tensor, **kwargs) -> list[dict]:
+    def predict(self, videos: torch.Tensor, meta: list[dict], **kwargs) -> list[dict]:
+        """Results of a batch of clips ``(B, T, C, H, W)``; ``meta``: each clip's :meth:`frames` metadata."""
         raise NotImplementedError
 
     def run(self, paths: Sequence[str | Path], sampling: Sampling | None = None, **kwargs) -> list[dict]:
@@ -91,10 +95,10 @@ class Pipeline:
         """:meth:`run`, yielding each result as soon as its batch is done."""
         paths = [str(p) for p in paths]
         for start in range(0, len(paths), self.batch_size):
-            chunk, clips, failed = paths[start : start + self.batch_size], {}, {}
+            chunk, clips, metas, failed = paths[start : start + self.batch_size], {}, {}, {}
             for p in chunk:
                 try:
-                    clips[p] = self.frames(p, sampling)
+                    clips[p], metas[p] = self.frames(p, sampling)
                 except (VideoDecodeError, OSError, IndexError, ValueError) as e:
                     failed[p] = str(e) if isinstance(e, VideoDecodeError) else str(VideoDecodeError(p, str(e)))
             done: dict[str, dict] = {}
@@ -103,7 +107,8 @@ class Pipeline:
                 by_length.setdefault(clip.shape[0], []).append(p)
             for group in by_length.values():
                 with torch.inference_mode():
-                    results = self.predict(torch.stack([clips[p] for p in group]).to(self.device), **kwargs)
+                    results = self.predict(torch.stack([clips[p] for p in group]).to(self.device),
+                                           [metas[p] for p in group], **kwargs)
                 done.update({p: {"path": p, **r} for p, r in zip(group, results)})
             for p in chunk:
                 yield done[p] if p in done else {"path": p, "error": failed[p]}
@@ -122,7 +127,7 @@ class Classifier(Pipeline):
             raise ValueError("the classifier has no class names: give labels (a class list file)")
         self.topk = topk
 
-    def predict(self, videos: torch.Tensor, **kwargs) -> list[dict]:
+    def predict(self, videos: torch.Tensor, meta: list[dict], **kwargs) -> list[dict]:
         from videolm.models.common import topk_predictions
 
         probs = self.module(videos)
@@ -135,16 +140,23 @@ class Classifier(Pipeline):
 
 
 class Captioner(Pipeline):
-    """Captions and answers of a video LLM (``model.generate_text``: PLLaVA, SimVLG)."""
+    """Captions and answers of a video LLM (``model.generate_text``: PLLaVA, SimVLG). With
+    ``state_times`` the prompt says when each frame was taken (models that take ``timestamps``)."""
 
-    def __init__(self, model, **kwargs):
+    def __init__(self, model, state_times: bool = False, **kwargs):
         super().__init__(model.eval(), model.num_frames, model.image_size, "clip",
                          crop=getattr(model, "crop_frames", False), **kwargs)
         self.model.to(self.device)
+        self.state_times = state_times
 
-    def predict(self, videos: torch.Tensor, question: str | None = None, max_new_tokens: int = 32) -> list[dict]:
+    def predict(self, videos: torch.Tensor, meta: list[dict], question: str | None = None,
+                max_new_tokens: int = 32) -> list[dict]:
         questions = None if question is None else [question] * len(videos)
-        texts = self.model.generate_text(videos, questions, max_new_tokens=max_new_tokens)
+        times = {}
+        if self.state_times:
+            times = {"timestamps": torch.stack([m["timestamps"] for m in meta]),
+                     "durations": [m["duration"] for m in meta]}
+        texts = self.model.generate_text(videos, questions, max_new_tokens=max_new_tokens, **times)
         return [{"text": t} for t in texts]
 
     def caption(self, paths, max_new_tokens: int = 32):
@@ -167,9 +179,11 @@ def _one_or_many(pipe: Pipeline, paths, pick: Callable[[dict], object], **kwargs
 
 
 def load(name_or_path: str | Path | None = None, num_frames: int | None = None, device: str | None = None,
-         batch_size: int = 8, labels: Sequence[str] | str | None = None, topk: int = 5, **kwargs) -> Pipeline:
-    """The pipeline of a model (see the module docstring); ``labels`` (names or a class list file) for
-    classifiers; ``kwargs`` go to the method's loader (e.g. ``lora_alpha`` for PLLaVA)."""
+         batch_size: int = 8, labels: Sequence[str] | str | None = None, topk: int = 5, state_times: bool = False,
+         **kwargs) -> Pipeline:
+    """The pipeline of a model (see the module docstring); ``labels`` (names or a class list file) and
+    ``topk`` for classifiers, ``state_times`` for video LLMs; ``kwargs`` go to the method's loader (e.g.
+    ``lora_alpha`` for PLLaVA)."""
     from videolm.models import detect_method, get_method, load_model, load_module
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -199,8 +213,8 @@ def load(name_or_path: str | Path | None = None, num_frames: int | None = None, 
             pipe.transform = VideoTransform(data.get("image_size", module.model.image_size), train=False,
                                             mean=data.get("mean", module.model.mean))
     elif method.task == "caption":
-        pipe = Captioner(load_model(path if path.exists() else name_or_path, **kwargs), device=device,
-                         batch_size=batch_size)
+        pipe = Captioner(load_model(path if path.exists() else name_or_path, **kwargs), state_times,
+                         device=device, batch_size=batch_size)
     else:
         raise ValueError(f"{name_or_path}: {method.name} models serve '{method.task}', which videolm.load does not run yet")
     if num_frames:

@@ -112,6 +112,18 @@ def _pad(tokenizer, rows: list[list[int]], side: str) -> dict[str, torch.Tensor]
     return dict(tokenizer.pad({"input_ids": rows}, padding=True, padding_side=side, return_tensors="pt"))
 
 
+def time_instruction(question: str, timestamps, duration: float | None = None) -> str:
+    """``question`` preceded by when its frames were taken, so that "when" questions are answerable (the
+    idea of LLaVA-NeXT-Video's time instruction): ``The video is 12.0 s long; its 4 frames were taken at
+    0.5 s, 3.5 s, 6.5 s and 9.5 s.`` then the question on a new line."""
+    times = [float(t) for t in timestamps]
+    if not times:
+        return question
+    listed = ", ".join(f"{t:.1f} s" for t in times[:-1]) + (" and " if len(times) > 1 else "") + f"{times[-1]:.1f} s"
+    length = f"The video is {duration:.1f} s long; its" if duration is not None else "Its"
+    return f"{length} {len(times)} frames were taken at {listed}.\n{question}"
+
+
 def encode_prompts(tokenizer, prompts: list[str]) -> dict[str, torch.Tensor]:
     """Left-padded token ids and attention mask, so that generation continues every row at its end."""
     return _pad(tokenizer, [tokenizer(p)["input_ids"] for p in prompts], "left")

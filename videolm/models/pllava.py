@@ -169,14 +169,20 @@ class PLLaVA(nn.Module):
 
     @torch.no_grad()
     def generate_text(self, videos: torch.Tensor, questions: list[str] | None = None, max_new_tokens: int = 32,
-                      num_beams: int = 1) -> list[str]:
+                      num_beams: int = 1, timestamps: torch.Tensor | None = None,
+                      durations: list[float] | None = None) -> list[str]:
         """Answers to ``questions`` (one per video; ``None``: captions, :data:`CAPTION_PROMPT`) about
-        ``videos`` ``(B, T, C, H, W)`` (normalised with CLIP's statistics), greedy by default."""
+        ``videos`` ``(B, T, C, H, W)`` (normalised with CLIP's statistics), greedy by default. With
+        ``timestamps`` ``(B, T)`` seconds (and the videos' ``durations``) the prompt states when each
+        frame was taken (:func:`videolm.backbones.text.time_instruction`)."""
         if self.tokenizer is None:
             raise ValueError("PLLaVA.generate_text needs model.tokenizer (attached by convert.pllava.load_pretrained)")
         questions = [CAPTION_PROMPT] * len(videos) if questions is None else list(questions)
         if len(questions) != len(videos):
             raise ValueError(f"{len(questions)} questions for {len(videos)} videos")
+        if timestamps is not None:
+            durations = durations or [None] * len(questions)
+            questions = [lm_text.time_instruction(q, t.tolist(), d) for q, t, d in zip(questions, timestamps, durations)]
         template = get_template(self.template)
         device = videos.device
         text = lm_text.encode_prompts(self.tokenizer, [template.prompt(q) for q in questions])

@@ -72,8 +72,9 @@ class Block(nn.Module):
                 if attn_mask is not None:
                     raise ValueError("token merging runs without an attention mask")
                 attn_mask = bias
-        out, keys = self.attn(self.ln_1(tokens), mask=attn_mask, is_causal=is_causal, return_keys=True)
-        x = x + self.drop_path(self.ls_1(out[:, :n]))
-        if self.merge is not None:
-            x = self.merge(x, keys[:, :, :n])
+        if self.merge is None:
+            x = x + self.drop_path(self.ls_1(self.attn(self.ln_1(tokens), mask=attn_mask, is_causal=is_causal)[:, :n]))
+        else:
+            out, keys = self.attn(self.ln_1(tokens), mask=attn_mask, is_causal=is_causal, return_keys=True)
+            x = self.merge(x + self.drop_path(self.ls_1(out[:, :n])), keys[:, :, :n])
         return x + self.drop_path(self.ls_2(self.mlp(self.ln_2(x))))
