@@ -1,24 +1,11 @@
-"""Every configs/xclip/*.yaml parses against XCLIPClassifier + VideoDataModule (LightningCLI)."""
+"""The X-CLIP configs hold the paper's recipe (tests/test_configs.py parses every config)."""
 
 from pathlib import Path
 
-import pytest
 import yaml
 
-from videolm.cli import main
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "xclip").glob("*.yaml"))
-
-
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
-def test_config_parses(config, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["fit", "--config", str(config), "--print_config"])
-    assert e.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] == "videolm.models.xclip.XCLIPClassifier"
-    args = printed["model"]["init_args"]
-    assert args["init_from"] is not None or args["config"]["prompt_alpha"] == 0.1
 
 
 def test_paper_recipe():
