@@ -29,10 +29,9 @@ malformed row raises :class:`~videolm.data.manifests.ManifestError` naming the f
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
-from videolm.data.manifests import ManifestError
+from videolm.data.manifests import ManifestError, read_jsonl
 from videolm.io.safe_pickle import load_pickle
 
 PHOENIX_COLUMNS = ("name", "video", "start", "end", "speaker", "orth", "translation")
@@ -205,30 +204,21 @@ def read_sign_jsonl(path: str | Path) -> list[dict]:
     """A JSONL manifest with ``video`` (a file or a frame folder, relative to the manifest's folder),
     ``sentence`` and optionally ``gloss`` and ``name``; other fields are kept."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest not found")
+    manifest = read_jsonl(path)  # errors name the file and line; an empty file is one
     records = []
-    with open(path, encoding="utf-8") as f:
-        for line, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                raw = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ManifestError(path, line, f"invalid JSON ({e.msg})") from None
-            if not isinstance(raw, dict) or not isinstance(raw.get("video"), str) or not raw["video"]:
-                raise ManifestError(path, line, 'expected an object with a "video" path')
-            video = Path(raw["video"])
-            record = dict(raw)
-            record.update(
-                video=str(video if video.is_absolute() else path.parent / video),
-                sentence=_sentence_text(raw.get("sentence"), path, line),
-                gloss=_gloss_text(raw.get("gloss"), path, line),
-                name=str(raw.get("name", video.stem if video.suffix else video.name)),
-            )
-            records.append(record)
-    if not records:
-        raise ManifestError(path, None, "no samples")
+    for k, raw in enumerate(manifest):
+        line = manifest.lines[k]
+        if not raw["video"]:
+            raise ManifestError(path, line, 'expected an object with a "video" path')
+        video = Path(raw["video"])
+        record = dict(raw)
+        record.update(
+            video=str(video if video.is_absolute() else path.parent / video),
+            sentence=_sentence_text(raw.get("sentence"), path, line),
+            gloss=_gloss_text(raw.get("gloss"), path, line),
+            name=str(raw.get("name", video.stem if video.suffix else video.name)),
+        )
+        records.append(record)
     return records
 
 

@@ -27,7 +27,7 @@ import torchvision.transforms.v2.functional as TF
 from einops import rearrange
 from torch.utils.data import DataLoader, Dataset
 
-from videolm.data.datamodule import DecodeErrorReport
+from videolm.data.datamodule import make_loader, register_error_report
 from videolm.data.sampling import uniform_indices
 from videolm.data.sign import read_sign_corpus
 from videolm.data.transforms import MEAN_STD, normalize
@@ -205,17 +205,14 @@ class SignDataModule(pl.LightningDataModule):
         for name in wanted.get(stage, ("train", "val", "test")):
             if name not in self.datasets:
                 self.datasets[name] = self.make_dataset(name)
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and not any(isinstance(c, DecodeErrorReport) for c in trainer.callbacks):
-            trainer.callbacks.append(DecodeErrorReport())
+        register_error_report(getattr(self, "trainer", None))
 
     def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
         if name not in self.datasets:
             self.datasets[name] = self.make_dataset(name)
         h = self.hparams
-        return DataLoader(self.datasets[name], batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
-                          collate_fn=partial(sign_collate, context=h.context, multiple=h.multiple),
-                          persistent_workers=h.num_workers > 0)
+        return make_loader(self.datasets[name], h.batch_size, h.num_workers, shuffle,
+                           collate_fn=partial(sign_collate, context=h.context, multiple=h.multiple))
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)
