@@ -46,6 +46,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            ("llava", "llava_next", "pllava")),
     Method("simvlg", "caption", "videolm.models.simvlg:SimVLGConfig", "videolm.models.simvlg:SimVLG",
            "videolm.models.simvlg:SimVLGModule"),
+    Method("gfslt", "translate", "videolm.models.gfslt:GFSLTConfig", "videolm.models.gfslt:GFSLT",
+           "videolm.models.gfslt:GFSLTModule", "videolm.convert.gfslt:load_official"),
 )}
 
 
