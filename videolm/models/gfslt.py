@@ -51,7 +51,8 @@ class GFSLTConfig:
     torchvision weight tag. ``conv_blocks``: TemporalConv blocks (2: x4 in time; 1 for 16-frame clips).
     ``d_model``, ``encoder_layers``, ``decoder_layers``, ``heads``, ``ffn_dim``, ``dropout``,
     ``max_positions``: the mBART encoder-decoder. ``decoder_start``: the token the decoder starts from
-    (``None``: ``</s>``). ``image_size``, ``mean``, ``max_frames``: what the model expects of its input.
+    (``None``: ``</s>``). ``image_size``, ``resize``, ``mean``, ``max_frames``: what the model expects of
+    its input (frames resized to ``resize`` squared, centre crop of ``image_size``, at most ``max_frames``).
     """
 
     tokenizer: str | None = None
@@ -68,13 +69,15 @@ class GFSLTConfig:
     max_positions: int = 1024
     decoder_start: str | None = None
     image_size: int = 224
+    resize: int = 256
     mean: str = "imagenet"
     max_frames: int = 300
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # the synthetic corpus (16-frame 64 px clips) and the tests: tiny CNN, one conv block, 2 + 2 layers
         "tiny": dict(frame_encoder="tiny", frame_weights=None, conv_blocks=1, d_model=64, encoder_layers=2,
-                     decoder_layers=2, heads=4, ffn_dim=128, dropout=0.0, max_positions=128, image_size=64),
+                     decoder_layers=2, heads=4, ffn_dim=128, dropout=0.0, max_positions=128, image_size=64,
+                     resize=64),
         # the paper's PHOENIX-2014-T model: ImageNet ResNet18, x4 temporal conv, 3 + 3 mBART layers, de_DE
         "phoenix14t": dict(frame_encoder="resnet18", frame_weights="IMAGENET1K_V1", decoder_start="de_DE"),
     }
@@ -117,7 +120,8 @@ class GFSLT(nn.Module):
         vocab = config.vocab_size or (len(tokenizer) if tokenizer is not None else None)
         if vocab is None:
             raise ValueError("GFSLTConfig: set tokenizer (a `videolm data tokenizer` folder) or vocab_size")
-        self.image_size, self.mean, self.max_frames = config.image_size, config.mean, config.max_frames
+        self.image_size, self.resize, self.mean = config.image_size, config.resize, config.mean
+        self.max_frames = config.max_frames
         self.frame_encoder = create_frame_encoder(config.frame_encoder, config.frame_weights)
         d = config.d_model
         self.temporal = TemporalConv(self.frame_encoder.dim, d, blocks=config.conv_blocks)
@@ -202,13 +206,11 @@ class GFSLT(nn.Module):
         """Decoder logits for targets ``labels`` (pad = padding) after the encoder reads ``encoder_embeds``
         (the visual encoder) or ``encoder_ids`` (the stage-1 text encoder: masked sentence restoration)."""
         if encoder_ids is not None:
-            enc = self.text_encoder(input_ids=encoder_ids, attention_mask=encoder_mask)
-            out = self.mbart(encoder_outputs=enc, attention_mask=encoder_mask,
-                             decoder_input_ids=self.decoder_inputs(labels), decoder_attention_mask=labels != self.pad_id)
+            inputs = {"encoder_outputs": self.text_encoder(input_ids=encoder_ids, attention_mask=encoder_mask)}
         else:
-            out = self.mbart(inputs_embeds=encoder_embeds, attention_mask=encoder_mask,
-                             decoder_input_ids=self.decoder_inputs(labels), decoder_attention_mask=labels != self.pad_id)
-        return out.logits
+            inputs = {"inputs_embeds": encoder_embeds}
+        return self.mbart(**inputs, attention_mask=encoder_mask, decoder_input_ids=self.decoder_inputs(labels),
+                          decoder_attention_mask=labels != self.pad_id).logits
 
     # -- inference ----------------------------------------------------------------------------------------
 
