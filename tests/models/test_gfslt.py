@@ -215,3 +215,20 @@ def test_phoenix_layout_fit_and_test_through_cli(stage, tmp_path, capsys):
         assert pipe.translate(str(folders[0]), num_beams=2, max_new_tokens=6) == rows[0]["text"]
     else:
         assert "test/loss" in out and "bleu" not in out
+
+
+@pytest.mark.slow
+def test_ddp_validation_bleu_equals_single_process(corpus, tokenizer_dir, tmp_path):
+    """2 CPU processes (ddp_spawn): every rank scores the whole gathered split, as one process does."""
+    pl.seed_everything(0)
+    data = SignDataModule(str(corpus), val_split="val", image_size=32, resize=32, rotate=0, translate=0,
+                          batch_size=1, num_workers=0)
+    module = GFSLTModule(tiny(tokenizer_dir, image_size=32), stage="slt", num_beams=2, max_new_tokens=8,
+                         optim={"name": "adamw", "lr": 3e-3, "schedule": "constant"})
+    trainer(tmp_path, max_steps=8, limit_val_batches=0).fit(module, datamodule=data)
+    single = trainer(tmp_path).validate(module, datamodule=data, verbose=False)[0]
+    ddp = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
+                     enable_model_summary=False, default_root_dir=tmp_path)
+    both = ddp.validate(module, datamodule=data, verbose=False)[0]
+    for name in ("val/bleu1", "val/bleu4", "val/rouge_l"):
+        assert both[name] == pytest.approx(single[name], abs=1e-6), name
