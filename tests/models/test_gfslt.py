@@ -4,7 +4,6 @@ official checkpoints, and PHOENIX-2014-T end to end through `videolm fit` / `vid
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -15,8 +14,7 @@ from videolm.data.sign_datamodule import SignDataModule
 from videolm.data.tokenizer import corpus_sentences, train_tokenizer
 from videolm.models.gfslt import GFSLT, PRESETS, GFSLTConfig, GFSLTModule
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
-from conftest import write_phoenix  # noqa: E402  (tests/data/conftest.py: the PHOENIX-2014-T layout)
+from tests.data.conftest import write_phoenix  # the PHOENIX-2014-T layout (corpus CSVs + PNG folders)
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "gfslt"
 
