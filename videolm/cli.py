@@ -232,6 +232,24 @@ def _add_ask(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_translate(sub) -> None:
+    p = sub.add_parser("translate", help="translate sign-language videos or frame folders into text (GFSLT)")
+    p.add_argument("videos", nargs="+", help="video files, frame folders, folders (searched recursively) or globs")
+    p.add_argument("--model", required=True, help="a GFSLT checkpoint (.ckpt) or zoo name")
+    p.add_argument("--beams", type=int, default=4, help="beam width (1: greedy)")
+    p.add_argument("--max-new-tokens", type=int, default=150)
+    p.add_argument("--batch-size", type=int, default=8, help="videos per model call")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--output", default=None, metavar="FILE.jsonl",
+                   help="append one JSON line per video as it finishes; a rerun skips the videos already there")
+    p.add_argument("--json", action="store_true", help="print JSON lines on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    # every frame is kept (up to the model's max_frames): no sampling options
+    p.set_defaults(frames=None, fps=None, min_frames=1, max_frames=None, start=None, end=None)
+    p.set_defaults(func=lambda a: _run_pipeline(a, {}, a.videos, _show_text, num_beams=a.beams,
+                                                max_new_tokens=a.max_new_tokens))
+
+
 def _registry_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--registry", action="append", metavar="FILE", default=argparse.SUPPRESS,
                         help="YAML file with more model cards (repeatable; also $VIDEOLM_ZOO)")
@@ -432,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _registry_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_quickstart, _add_classify, _add_caption, _add_ask, _add_zoo, _add_embed):
+    for add in (_add_data, _add_quickstart, _add_classify, _add_caption, _add_ask, _add_translate, _add_embed,
+                _add_zoo):
         add(sub)
     return parser
 

@@ -2,8 +2,8 @@
 
 :func:`load` takes a zoo name, a model folder, a videolm Lightning checkpoint (``.ckpt``) or nothing (the
 built-in tiny captioner, ``videolm/assets/pllava_tiny``) and returns the pipeline its method's task calls
-for (the registry in ``videolm.models`` decides): a :class:`Classifier` (X-CLIP, FrameMeanCLIP) or a
-:class:`Captioner` (PLLaVA, SimVLG). Every pipeline samples frames the same way (by count or by rate,
+for (the registry in ``videolm.models`` decides): a :class:`Classifier` (X-CLIP, FrameMeanCLIP), a
+:class:`Captioner` (PLLaVA, SimVLG) or a :class:`Translator` (GFSLT). Every pipeline samples frames the same way (by count or by rate,
 inside an optional time window: ``videolm.data.sampling.sample_indices``), batches videos, and reports a
 file that fails (``{"path", "error"}``) without stopping the others. :func:`run_batch` adds what large
 runs need: inputs given as files, folders or globs, one JSON line per video written as it finishes, and a
@@ -28,7 +28,8 @@ from videolm.io import VideoReader
 from videolm.io.errors import VideoDecodeError
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
-__all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "Captioner", "Classifier", "Sampling", "classify", "load", "run_batch"]
+__all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "Captioner", "Classifier", "Sampling", "Translator", "classify", "load",
+           "run_batch"]
 
 
 @dataclass
@@ -168,6 +169,40 @@ class Captioner(Pipeline):
         return _one_or_many(self, paths, lambda r: r["text"], question=question, max_new_tokens=max_new_tokens)
 
 
+class Translator(Pipeline):
+    """Sign-language translation (``model.translate``: GFSLT). Every frame of a video or frame folder is
+    kept (at most the model's ``max_frames``, evenly spaced beyond), resized to the model's square
+    ``resize``, centre-cropped to ``image_size`` and padded as in training (``sign_collate``)."""
+
+    def __init__(self, model, num_beams: int = 4, **kwargs):
+        super().__init__(model.eval(), model.max_frames, model.image_size, model.mean, **kwargs)
+        from videolm.data.sign_datamodule import SignTransform
+
+        self.model.to(self.device)
+        self.num_beams = num_beams
+        self.sign_transform = SignTransform(model.image_size, max(model.image_size, getattr(model, "resize", 0)),
+                                            mean=model.mean)
+
+    def frames(self, path: str | Path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
+        from videolm.data.sign_datamodule import frame_indices, sign_collate
+
+        with VideoReader(path, backend=self.backend) as reader:
+            info = reader.info
+            idx = frame_indices(len(reader), self.model.max_frames, train=False)
+            frames = reader.get_frames(idx.tolist())
+        meta = {"timestamps": idx.double() / info.fps, "duration": info.duration, "fps": info.fps}
+        return sign_collate([{"video": self.sign_transform(frames), "index": 0}])["video"][0], meta
+
+    def predict(self, videos: torch.Tensor, meta: list[dict], num_beams: int | None = None,
+                max_new_tokens: int = 150) -> list[dict]:
+        texts = self.model.translate(videos, None, num_beams=num_beams or self.num_beams, max_new_tokens=max_new_tokens)
+        return [{"text": t} for t in texts]
+
+    def translate(self, paths, num_beams: int | None = None, max_new_tokens: int = 150):
+        """The translation of one video (str) or of several (list; ``None`` where a file failed)."""
+        return _one_or_many(self, paths, lambda r: r["text"], num_beams=num_beams, max_new_tokens=max_new_tokens)
+
+
 def _one_or_many(pipe: Pipeline, paths, pick: Callable[[dict], object], **kwargs):
     single = isinstance(paths, (str, Path))
     results = pipe.run([paths] if single else list(paths), **kwargs)
@@ -215,6 +250,9 @@ def load(name_or_path: str | Path | None = None, num_frames: int | None = None, 
     elif method.task == "caption":
         pipe = Captioner(load_model(path if path.exists() else name_or_path, **kwargs), state_times,
                          device=device, batch_size=batch_size)
+    elif method.task == "translate":
+        pipe = Translator(load_model(path if path.exists() else name_or_path, **kwargs), device=device,
+                          batch_size=batch_size)
     else:
         raise ValueError(f"{name_or_path}: {method.name} models serve '{method.task}', which videolm.load does not run yet")
     if num_frames:

@@ -48,6 +48,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "videolm.models.simvlg:SimVLGModule"),
     Method("tvts", "embed", "videolm.models.tvts:TVTSConfig", "videolm.models.tvts:TVTS",
            "videolm.models.tvts:TVTSModule", "videolm.convert.tvts:load_tvts"),
+    Method("gfslt", "translate", "videolm.models.gfslt:GFSLTConfig", "videolm.models.gfslt:GFSLT",
+           "videolm.models.gfslt:GFSLTModule", "videolm.convert.gfslt:load_official"),
 )}
 
 
