@@ -156,6 +156,16 @@ def _add_data_probe(dsub) -> None:
     c.set_defaults(func=check)
 
 
+def _output_args(p) -> None:
+    """Options of every command that runs a model over videos: batching, device, where results go."""
+    p.add_argument("--batch-size", type=int, default=8, help="videos per model call")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--output", default=None, metavar="FILE.jsonl",
+                   help="append one JSON line per video as it finishes; a rerun skips the videos already there")
+    p.add_argument("--json", action="store_true", help="print JSON lines on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
 def _infer_args(p, what: str) -> None:
     p.add_argument("--model", default=None, help=what)
     p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's)")
@@ -164,12 +174,7 @@ def _infer_args(p, what: str) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="with --fps: at most this many frames")
     p.add_argument("--start", type=float, default=None, help="only frames from this time on (seconds)")
     p.add_argument("--end", type=float, default=None, help="only frames before this time (seconds)")
-    p.add_argument("--batch-size", type=int, default=8, help="videos per model call")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--output", default=None, metavar="FILE.jsonl",
-                   help="append one JSON line per video as it finishes; a rerun skips the videos already there")
-    p.add_argument("--json", action="store_true", help="print JSON lines on stdout")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _output_args(p)
 
 
 def _run_pipeline(a, load_kwargs: dict, inputs: list[str], show, **run_kwargs) -> int:
@@ -238,12 +243,7 @@ def _add_translate(sub) -> None:
     p.add_argument("--model", required=True, help="a GFSLT checkpoint (.ckpt) or zoo name")
     p.add_argument("--beams", type=int, default=4, help="beam width (1: greedy)")
     p.add_argument("--max-new-tokens", type=int, default=150)
-    p.add_argument("--batch-size", type=int, default=8, help="videos per model call")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--output", default=None, metavar="FILE.jsonl",
-                   help="append one JSON line per video as it finishes; a rerun skips the videos already there")
-    p.add_argument("--json", action="store_true", help="print JSON lines on stdout")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _output_args(p)
     # every frame is kept (up to the model's max_frames): no sampling options
     p.set_defaults(frames=None, fps=None, min_frames=1, max_frames=None, start=None, end=None)
     p.set_defaults(func=lambda a: _run_pipeline(a, {}, a.videos, _show_text, num_beams=a.beams,

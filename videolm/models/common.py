@@ -157,6 +157,25 @@ class VideoModule(pl.LightningModule):
     def configure_optimizers(self):
         return configure_optimizers(self, self.optim, self.is_new)
 
+    # validation and test share one step and one epoch end, told apart by ``stage`` ("val" / "test")
+    def eval_step(self, batch, stage: str) -> None:
+        pass
+
+    def eval_epoch_end(self, stage: str) -> None:
+        pass
+
+    def validation_step(self, batch, batch_idx):
+        self.eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self.eval_step(batch, "test")
+
+    def on_validation_epoch_end(self):
+        self.eval_epoch_end("val")
+
+    def on_test_epoch_end(self):
+        self.eval_epoch_end("test")
+
     def class_names_from_data(self) -> list[str] | None:
         """The data module's ``class_names`` when a trainer with one is attached."""
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
@@ -412,7 +431,7 @@ class VideoTextClassifier(VideoModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(videos))
         return loss
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def eval_step(self, batch, stage: str) -> None:
         if "video" not in batch:
             return
         videos = batch["video"]
@@ -427,7 +446,7 @@ class VideoTextClassifier(VideoModule):
         self.log(f"{stage}/acc", self.top1, prog_bar=True, batch_size=len(labels))
         self.log(f"{stage}/acc5", self.top5, batch_size=len(labels))
 
-    def _eval_epoch_end(self, stage: str) -> None:
+    def eval_epoch_end(self, stage: str) -> None:
         from videolm.metrics import recall_at_k
 
         if self.task != "retrieval" or not self._outputs:
@@ -445,18 +464,6 @@ class VideoTextClassifier(VideoModule):
         similarity = torch.cat([self.model.logits(chunk(i), text) for i in range(0, n, 64)])
         for name, value in recall_at_k(similarity.t()).items():
             self.log(f"{stage}/t2v_{name}", value, prog_bar=name == "R@1")
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_end(self):
-        self._eval_epoch_end("val")
-
-    def on_test_epoch_end(self):
-        self._eval_epoch_end("test")
 
     def predict_step(self, batch, batch_idx):
         if "video" not in batch:

@@ -305,7 +305,7 @@ class GFSLTModule(VideoModule):
             self.log(f"train/{k}", v, prog_bar=k == "loss", batch_size=n)
         return losses["loss"]
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def eval_step(self, batch, stage: str) -> None:
         if "video" not in batch:
             return
         n = len(batch["sentence"])
@@ -314,7 +314,7 @@ class GFSLTModule(VideoModule):
             hyps = self.model.translate(batch["video"], batch["frame_mask"], self.num_beams, self.max_new_tokens)
             self._outputs += list(zip(batch["index"].tolist(), hyps, batch["sentence"]))
 
-    def _eval_epoch_end(self, stage: str) -> None:
+    def eval_epoch_end(self, stage: str) -> None:
         from videolm.metrics import gather_translations, translation_scores
 
         if self.stage != "slt":
@@ -328,18 +328,6 @@ class GFSLTModule(VideoModule):
         for name, value in translation_scores(hyps, refs, self.bleu_tokenize).items():
             # every rank holds the same corpus scores: no reduction across ranks
             self.log(f"{stage}/{name}", value, prog_bar=name == "bleu4", sync_dist=False)
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_end(self):
-        self._eval_epoch_end("val")
-
-    def on_test_epoch_end(self):
-        self._eval_epoch_end("test")
 
     def predict_step(self, batch, batch_idx):
         if "video" not in batch:

@@ -225,7 +225,7 @@ class SimVLGModule(VideoModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["caption"]))
         return loss
 
-    def _eval_step(self, batch, stage: str):
+    def eval_step(self, batch, stage: str):
         if "caption" not in batch:
             return None
         n, prefix = len(batch["caption"]), self._prefix(batch)
@@ -233,12 +233,6 @@ class SimVLGModule(VideoModule):
         if batch.get("qa"):
             captions = self.model.caption(prefix, self.max_new_tokens)
             self.log(f"{stage}/attr_acc", caption_attribute_accuracy(captions, batch["qa"]), batch_size=n)
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
         return self.model.caption(self._prefix(batch), self.max_new_tokens)
