@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 
 from videolm.backbones.text import CAPTION_PROMPT
-from videolm.data.sampling import sample_indices
+from videolm.data.sampling import sample_indices, timestamps
 from videolm.data.transforms import VideoTransform
 from videolm.io import VideoReader
 from videolm.io.errors import VideoDecodeError
@@ -45,22 +45,6 @@ class Sampling:
     end: float | None = None
 
 
-def resolve_model(name_or_path: str | Path | None) -> Path:
-    """A local model: the default model, an existing path, or a zoo name (downloaded by ``videolm.zoo``)."""
-    if name_or_path is None:
-        return DEFAULT_MODEL
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        return path
-    from videolm.zoo import get_card, resolve
-
-    try:
-        get_card(str(name_or_path))
-    except KeyError as e:
-        raise FileNotFoundError(f"{name_or_path}: neither a model folder, a checkpoint nor a zoo model ({e.args[0]})") from None
-    return Path(resolve(str(name_or_path)))
-
-
 class Pipeline:
     """Frames -> model, batched. Subclasses implement :meth:`predict` on a batch of clips."""
 
@@ -81,7 +65,7 @@ class Pipeline:
             idx = sample_indices(info, num_frames=count, fps=s.fps, min_frames=s.min_frames,
                                  max_frames=s.max_frames, start=s.start, end=s.end, mode="segment")
             frames = reader.get_frames(idx.tolist())
-        meta = {"timestamps": idx.double() / info.fps, "duration": info.duration, "fps": info.fps}
+        meta = {"timestamps": timestamps(idx, info.fps), "duration": info.duration, "fps": info.fps}
         return self.transform(frames), meta
 
     def predict(self, videos: torch.Tensor, meta: list[dict], **kwargs) -> list[dict]:
@@ -190,7 +174,7 @@ class Translator(Pipeline):
             info = reader.info
             idx = frame_indices(len(reader), self.model.max_frames, train=False)
             frames = reader.get_frames(idx.tolist())
-        meta = {"timestamps": idx.double() / info.fps, "duration": info.duration, "fps": info.fps}
+        meta = {"timestamps": timestamps(idx, info.fps), "duration": info.duration, "fps": info.fps}
         return sign_collate([{"video": self.sign_transform(frames), "index": 0}])["video"][0], meta
 
     def predict(self, videos: torch.Tensor, meta: list[dict], num_beams: int | None = None,
@@ -219,7 +203,7 @@ def load(name_or_path: str | Path | None = None, num_frames: int | None = None, 
     """The pipeline of a model (see the module docstring); ``labels`` (names or a class list file) and
     ``topk`` for classifiers, ``state_times`` for video LLMs; ``kwargs`` go to the method's loader (e.g.
     ``lora_alpha`` for PLLaVA)."""
-    from videolm.models import detect_method, get_method, load_model, load_module
+    from videolm.models import checkpoint_header, detect_method, get_method, load_model, load_module
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(labels, (str, Path)):
@@ -240,10 +224,10 @@ def load(name_or_path: str | Path | None = None, num_frames: int | None = None, 
                                         "nor a hub id (see `videolm zoo list`)") from None
             method = get_method("xclip")  # a hub id: only X-CLIP loads from one (microsoft/xclip-*)
     if method.task == "classify":
-        module = load_module(path) if path.is_file() else method.get("module")(init_from=str(name_or_path))
+        module = load_module(path, method.name) if path.is_file() else method.get("module")(init_from=str(name_or_path))
         pipe = Classifier(module, labels, topk, device=device, batch_size=batch_size)
         if path.is_file():  # the clip settings the model was trained with
-            data = torch.load(path, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters", {})
+            data = checkpoint_header(path).get("datamodule_hyper_parameters", {})
             pipe.sampling.num_frames = data.get("num_frames", pipe.sampling.num_frames)
             pipe.transform = VideoTransform(data.get("image_size", module.model.image_size), train=False,
                                             mean=data.get("mean", module.model.mean))

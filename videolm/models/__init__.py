@@ -59,11 +59,22 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def _checkpoint_method(path: Path) -> str:
-    """The method of a Lightning checkpoint written by a videolm LightningModule."""
+def checkpoint_header(path: str | Path) -> dict:
+    """A Lightning checkpoint's contents without reading its tensors' data (memory-mapped, so asking a
+    large checkpoint for its method or hyper-parameters costs no full read)."""
+    import torch
+
     from videolm.io.safe_pickle import load_checkpoint
 
-    ckpt = load_checkpoint(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # an older format, a foreign pickle or not a checkpoint: the safe reader says which
+        return load_checkpoint(path)
+
+
+def _checkpoint_method(path: Path) -> str:
+    """The method of a Lightning checkpoint written by a videolm LightningModule."""
+    ckpt = checkpoint_header(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict)")
     tag = ckpt.get("videolm", {}).get("method") if isinstance(ckpt.get("videolm"), dict) else None
@@ -97,9 +108,10 @@ def detect_method(path: str | Path) -> str:
     raise FileNotFoundError(f"{path}: no such checkpoint file or model folder")
 
 
-def load_module(path: str | Path):
-    """The LightningModule saved in a videolm ``.ckpt`` (read with ``weights_only=True``), in eval mode."""
-    method = get_method(detect_method(path))
+def load_module(path: str | Path, method: str | None = None):
+    """The LightningModule saved in a videolm ``.ckpt`` (read with ``weights_only=True``), in eval mode;
+    ``method`` when the caller already knows it."""
+    method = get_method(method or detect_method(path))
     try:
         return method.get("module").load_from_checkpoint(str(path), map_location="cpu", weights_only=True).eval()
     except Exception as e:  # a checkpoint that cannot be read is one error naming the file
@@ -127,5 +139,5 @@ def load_model(name_or_path: str | Path, method: str | None = None, **kwargs):
     if method is not None and found != method:
         raise ValueError(f"{path}: a {found} checkpoint, not {method}")
     if path.is_file():
-        return load_module(path).model
+        return load_module(path, found).model
     return get_method(found).get("loader")(path, **kwargs)
