@@ -216,8 +216,7 @@ def test_ddp_ranks_get_equal_batches_on_uneven_shards(corpus, tmp_path):
 def test_scale_configs_resolve_their_strategies():
     import yaml
     from jsonargparse import ArgumentParser
-    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
-    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+    from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy, Strategy
 
     def strategy(config):
         trainer = yaml.safe_load(Path(config).read_text())["trainer"]
@@ -226,8 +225,9 @@ def test_scale_configs_resolve_their_strategies():
         return trainer, parser.instantiate(parser.parse_object({"strategy": trainer["strategy"]})).strategy
 
     trainer, fsdp = strategy("configs/pllava/pllava_7b_lora_fsdp.yaml")
-    assert isinstance(fsdp, FSDPStrategy) and trainer["precision"] == "bf16-mixed"
-    assert fsdp.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
-    assert fsdp._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+    assert isinstance(fsdp, ModelParallelStrategy) and trainer["precision"] == "bf16-mixed"
+    assert fsdp._data_parallel_size == trainer["num_nodes"] * trainer["devices"] and fsdp._tensor_parallel_size == 1
+    model = yaml.safe_load(Path("configs/pllava/pllava_7b_lora_fsdp.yaml").read_text())["model"]["init_args"]
+    assert model["activation_checkpointing"] is True
     trainer, ddp = strategy("configs/xclip/k400_b16_8f_ddp.yaml")
     assert isinstance(ddp, DDPStrategy) and trainer["num_nodes"] * trainer["devices"] == 32

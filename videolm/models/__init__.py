@@ -59,13 +59,39 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
+def is_sharded_checkpoint(path: str | Path) -> bool:
+    """A folder Lightning wrote with a distributed (sharded) checkpoint: ``.metadata``, the ranks'
+    ``*.distcp`` files and ``meta.pt`` (everything but the tensors)."""
+    return Path(path).is_dir() and (Path(path) / ".metadata").is_file() and (Path(path) / "meta.pt").is_file()
+
+
+def consolidate_checkpoint(folder: str | Path, output: str | Path) -> Path:
+    """One ``.ckpt`` file from a sharded checkpoint folder (``ModelParallelStrategy`` / FSDP with
+    sharded state): the full tensors gathered by torch's ``dcp_to_torch_save``, plus ``meta.pt``. Runs
+    in one process, no GPU needed."""
+    import torch
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    if not is_sharded_checkpoint(folder):
+        raise FileNotFoundError(f"{folder}: not a sharded checkpoint folder (no .metadata and meta.pt)")
+    output = Path(output)
+    dcp_to_torch_save(str(folder), str(output))
+    ckpt = torch.load(output, map_location="cpu", weights_only=True)
+    ckpt.update(torch.load(Path(folder) / "meta.pt", map_location="cpu", weights_only=True))
+    torch.save(ckpt, output)
+    return output
+
+
 def checkpoint_header(path: str | Path) -> dict:
     """A Lightning checkpoint's contents without reading its tensors' data (memory-mapped, so asking a
-    large checkpoint for its method or hyper-parameters costs no full read)."""
+    large checkpoint for its method or hyper-parameters costs no full read; of a sharded checkpoint
+    folder, its ``meta.pt`` and no tensors)."""
     import torch
 
     from videolm.io.safe_pickle import load_checkpoint
 
+    if is_sharded_checkpoint(path):
+        return {**torch.load(Path(path) / "meta.pt", map_location="cpu", weights_only=True), "state_dict": {}}
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # an older format, a foreign pickle or not a checkpoint: the safe reader says which
@@ -88,9 +114,10 @@ def _checkpoint_method(path: Path) -> str:
 
 
 def detect_method(path: str | Path) -> str:
-    """The method of a local checkpoint: a videolm ``.ckpt`` or a model folder (``config.json``)."""
+    """The method of a local checkpoint: a videolm ``.ckpt``, a sharded checkpoint folder or a model
+    folder (``config.json``)."""
     path = Path(path)
-    if path.is_file():
+    if path.is_file() or is_sharded_checkpoint(path):
         return _checkpoint_method(path)
     config = path / "config.json"
     if path.is_dir() and config.is_file():
@@ -109,9 +136,15 @@ def detect_method(path: str | Path) -> str:
 
 
 def load_module(path: str | Path, method: str | None = None):
-    """The LightningModule saved in a videolm ``.ckpt`` (read with ``weights_only=True``), in eval mode;
-    ``method`` when the caller already knows it."""
+    """The LightningModule saved in a videolm ``.ckpt`` (read with ``weights_only=True``) or in a
+    sharded checkpoint folder (consolidated on the fly), in eval mode; ``method`` when the caller
+    already knows it."""
     method = get_method(method or detect_method(path))
+    if is_sharded_checkpoint(path):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return load_module(consolidate_checkpoint(path, Path(tmp) / "full.ckpt"), method.name)
     try:
         return method.get("module").load_from_checkpoint(str(path), map_location="cpu", weights_only=True).eval()
     except Exception as e:  # a checkpoint that cannot be read is one error naming the file
@@ -138,6 +171,6 @@ def load_model(name_or_path: str | Path, method: str | None = None, **kwargs):
     found = detect_method(path)
     if method is not None and found != method:
         raise ValueError(f"{path}: a {found} checkpoint, not {method}")
-    if path.is_file():
+    if path.is_file() or is_sharded_checkpoint(path):
         return load_module(path, found).model
     return get_method(found).get("loader")(path, **kwargs)

@@ -233,6 +233,10 @@ class PLLaVAModule(VideoModule):
             encoded once) instead of whole conversations; for independent questions whose wording gives
             away other answers (the synthetic corpus: "what does the red circle do?").
         max_length: conversation tokens kept per sample.
+        activation_checkpointing: recompute each LM decoder layer's activations in the backward pass.
+
+    Under Lightning's ``ModelParallelStrategy`` (``configs/pllava/pllava_7b_lora_fsdp.yaml``) the model
+    is sharded with FSDP2 in :meth:`configure_model`.
     """
 
     method = "pllava"
@@ -246,6 +250,7 @@ class PLLaVAModule(VideoModule):
         freeze_vision: bool = True,
         split_turns: bool = False,
         max_length: int = 512,
+        activation_checkpointing: bool = False,
     ):
         super().__init__()
         config = as_config(PLLaVAConfig, config, PRESETS)
@@ -261,12 +266,42 @@ class PLLaVAModule(VideoModule):
         else:
             self.model = PLLaVA(config)
         self.tokenizer = self.model.tokenizer
+        self.activation_checkpointing = activation_checkpointing
         self.save_config(config=config, optim=self.optim, pretrained=pretrained, lora=self.lora,
-                         freeze_vision=freeze_vision, split_turns=split_turns, max_length=max_length)
+                         freeze_vision=freeze_vision, split_turns=split_turns, max_length=max_length,
+                         activation_checkpointing=activation_checkpointing)
         if self.lora.r:
             self.model.add_lora(self.lora.r, self.lora.alpha, self.lora.target_modules, self.lora.dropout)
         self.model.vision_tower.requires_grad_(not freeze_vision)
         self.model.train()
+
+    def configure_model(self) -> None:
+        """Activation checkpointing, and FSDP2 sharding when Lightning's ``ModelParallelStrategy`` runs
+        the module (it sets ``device_mesh``): every LM decoder layer (the LM's ``_no_split_modules``)
+        is one FSDP unit, then the rest of the model is one more (gathered in ``forward`` and in
+        ``encode_video``); parameters are gathered in bf16 under
+        ``bf16-mixed`` precision, gradients reduced in fp32. Sharding is data parallel over all ranks:
+        set the strategy's ``data_parallel_size`` to the world size and ``tensor_parallel_size`` to 1."""
+        if self.activation_checkpointing:
+            self.model.language_model.gradient_checkpointing_enable({"use_reentrant": False})
+        mesh = self.device_mesh
+        if mesh is None or getattr(self, "_sharded", False):
+            return
+        if mesh["tensor_parallel"].size() != 1:
+            raise ValueError(f"PLLaVA shards with FSDP only: set ModelParallelStrategy(data_parallel_size="
+                             f"{mesh.size()}, tensor_parallel_size=1)")
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+
+        precision = str(self.trainer.precision) if self._trainer is not None else "32"
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if precision.startswith("bf16") else None,
+                                      reduce_dtype=torch.float32)
+        units = set(getattr(self.model.language_model, "_no_split_modules", None) or ())
+        for module in self.model.language_model.modules():
+            if type(module).__name__ in units:
+                fully_shard(module, mesh=mesh["data_parallel"], mp_policy=policy)
+        fully_shard(self.model, mesh=mesh["data_parallel"], mp_policy=policy)
+        register_fsdp_forward_method(self.model, "encode_video")  # called on its own by the training step
+        self._sharded = True
 
     def _loss(self, batch, stage: str):
         conversations, rows = batch["turns"], list(range(len(batch["turns"])))
