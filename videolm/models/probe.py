@@ -19,10 +19,10 @@ from torch import nn
 from videolm.models.common import Optim, VideoModule, as_config, average_views
 
 
-def _load_encoder(encoder: str) -> nn.Module:
+def _load_encoder(encoder: str | nn.Module) -> nn.Module:
     from videolm.models import load_model
 
-    model = load_model(encoder)
+    model = load_model(encoder) if isinstance(encoder, (str, bytes)) or hasattr(encoder, "__fspath__") else encoder
     if not callable(getattr(model, "encode_video", None)):
         raise ValueError(f"{encoder}: a {type(model).__name__} has no video encoder (encode_video)")
     return model.requires_grad_(False).eval()
@@ -35,20 +35,22 @@ def _embed(encoder: nn.Module, videos: torch.Tensor) -> torch.Tensor:
 
 
 class LinearProbe(VideoModule):
-    """``encoder``: a videolm ``.ckpt``, a zoo name or a model folder whose model has ``encode_video``.
+    """``encoder``: a videolm ``.ckpt``, a zoo name or a model folder whose model has ``encode_video``
+    (or, from Python, the model itself).
     ``num_classes``: default the data module's class list. ``normalize``: L2-normalise the features
     before the head. Logs ``train/loss``, ``{val,test}/loss`` and ``{val,test}/acc`` (top-1)."""
 
     method = "linear_probe"
 
-    def __init__(self, encoder: str, num_classes: int | None = None, normalize: bool = True,
+    def __init__(self, encoder: str | nn.Module, num_classes: int | None = None, normalize: bool = True,
                  optim: Optim | None = None):
         super().__init__()
         self.encoder = _load_encoder(encoder)
         self.normalize = normalize
         self.optim = as_config(Optim, optim if optim is not None else {"lr": 1e-3, "schedule": "cosine"})
         self.head: nn.Linear | None = None
-        self.save_config(encoder=encoder, num_classes=num_classes, normalize=normalize, optim=self.optim)
+        self.save_config(encoder=encoder if isinstance(encoder, str) else None, num_classes=num_classes,
+                         normalize=normalize, optim=self.optim)
         if num_classes is not None:
             self._build_head(num_classes)
 
@@ -112,10 +114,10 @@ class VideoRetrieval(VideoModule):
 
     method = "v2v_retrieval"
 
-    def __init__(self, encoder: str):
+    def __init__(self, encoder: str | nn.Module):
         super().__init__()
         self.encoder = _load_encoder(encoder)
-        self.save_config(encoder=encoder)
+        self.save_config(encoder=encoder if isinstance(encoder, str) else None)
         self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
