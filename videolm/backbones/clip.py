@@ -13,6 +13,7 @@ vision and text blocks, the tokenizer.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import open_clip
@@ -194,12 +195,15 @@ def encode_image(clip: open_clip.CLIP, images: torch.Tensor) -> torch.Tensor:
 
 def tokenize(clip: open_clip.CLIP, texts: list[str], model_name: str | None = None) -> torch.Tensor:
     """Token ids ``(len(texts), context_length)`` with open_clip's tokenizer for ``clip``."""
-    length = context_length(clip)
+    return _tokenizer(model_name, context_length(clip))(list(texts))
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer(model_name: str | None, length: int):
+    """open_clip's tokenizer for ``model_name`` (its BPE vocabulary is read once, not per call)."""
     if model_name is not None and (model_name.startswith(SCHEMAS) or model_name in open_clip.list_models()):
-        tokenizer = open_clip.get_tokenizer(model_name, context_length=length)
-    else:
-        tokenizer = open_clip.SimpleTokenizer(context_length=length)
-    return tokenizer(list(texts))
+        return open_clip.get_tokenizer(model_name, context_length=length)
+    return open_clip.SimpleTokenizer(context_length=length)
 
 
 def text_tokens(clip: open_clip.CLIP, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

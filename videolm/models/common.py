@@ -185,12 +185,26 @@ class VideoModule(pl.LightningModule):
 # -- video models on an open_clip tower ---------------------------------------------------------------------
 
 
+def _is_zoo_clip(name: str) -> bool:
+    """Whether ``name`` is the zoo name of an open_clip tower (not an open_clip name or hub id)."""
+    import open_clip
+
+    from videolm.backbones.clip import SCHEMAS
+
+    if name.startswith(SCHEMAS) or name in open_clip.list_models():
+        return False
+    from videolm.zoo import list_cards
+
+    return any(card.name == name for card in list_cards("clip"))
+
+
 class CLIPVideoModel(nn.Module):
     """Base of the video models built on an open_clip CLIP (``self.clip``, from ``videolm.backbones.clip``).
 
-    ``config`` has ``clip`` (an open_clip name or ``tiny``), ``pretrained`` (its tag), ``clip_config``
-    (a custom open_clip config, overriding ``clip``) and ``num_frames``; ``clip_kwargs`` go to
-    ``create_clip`` (``drop_path``, ``vision_block``).
+    ``config`` has ``clip`` (an open_clip name, ``tiny``, or the zoo name of an open_clip tower such as
+    the bundled image-pretrained ``clip-tiny``, which then ignores ``pretrained``), ``pretrained`` (its
+    tag), ``clip_config`` (a custom open_clip config, overriding ``clip``) and ``num_frames``;
+    ``clip_kwargs`` go to ``create_clip`` (``drop_path``, ``vision_block``).
     """
 
     mean = "clip"  # frame normalisation the model expects
@@ -201,9 +215,13 @@ class CLIPVideoModel(nn.Module):
 
         self.config = config
         custom = config.clip_config if config.clip_config is not None else ("tiny" if config.clip == "tiny" else None)
-        self.model_name = None if custom is not None else config.clip
-        self.clip = clip_lib.create_clip(config.clip, config.pretrained if custom is None else None, custom,
-                                         **clip_kwargs)
+        name, pretrained = config.clip, config.pretrained
+        if custom is None and _is_zoo_clip(name):
+            from videolm.zoo import open_clip_id
+
+            name, pretrained = open_clip_id(name)
+        self.model_name = None if custom is not None else name
+        self.clip = clip_lib.create_clip(name, pretrained if custom is None else None, custom, **clip_kwargs)
 
     @property
     def vision_blocks(self) -> nn.ModuleList:

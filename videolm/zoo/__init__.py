@@ -11,6 +11,7 @@ from videolm.zoo.download import (
     ZooError,
     home,
     load_clip,
+    open_clip_id,
     resolve,
 )
 from videolm.zoo.registry import ModelCard, RegistryError, add_registry, get_card, list_cards
@@ -28,5 +29,6 @@ __all__ = [
     "home",
     "list_cards",
     "load_clip",
+    "open_clip_id",
     "resolve",
 ]

@@ -391,6 +391,25 @@ def is_cached(card: ModelCard) -> bool:
     return refs.exists()
 
 
+def open_clip_id(name: str, revision: str | None = None) -> tuple[str, str | None]:
+    """``(model_name, pretrained)`` from which ``open_clip.create_model`` builds zoo model ``name``
+    (method ``clip``): ``("local-dir:<folder>", None)`` for a folder with ``open_clip_config.json``
+    (the bundled ``clip-tiny``), else the card's architecture and its weights file."""
+    card = get_card(name)
+    if card.method != "clip":
+        raise ValueError(f"model '{name}' is a {card.method} model, not an open_clip tower")
+    folder = resolve(name, revision)
+    if (folder / "open_clip_config.json").is_file():
+        return f"local-dir:{folder}", None
+    if "embed_dim" in (card.config or {}):
+        raise ValueError(f"model '{name}': a custom architecture without open_clip_config.json in {folder}; "
+                         "load it with videolm.zoo.load_clip")
+    weights = sorted(folder.glob("*.safetensors"))
+    if len(weights) != 1:
+        raise DownloadError(f"model '{name}': expected one .safetensors file in {folder}, found {len(weights)}")
+    return (card.config or {}).get("model_name", card.backbone), str(weights[0])
+
+
 def load_clip(name: str, revision: str | None = None):
     """An ``open_clip.CLIP`` with the weights of zoo model ``name`` (method ``clip``)."""
     from safetensors.torch import load_file
