@@ -489,7 +489,8 @@ def evaluate_translator(model_dir: Path, corpus: Path, num_beams: int = 4) -> di
     recs = [r for split in ("train", "val", "test") for r in read_jsonl(corpus / f"{split}.jsonl")]
     hyps = pipe.translate([str(corpus / r["video"]) for r in recs], num_beams=num_beams)
     refs = [r["sentence"] for r in recs]
-    return {"videos": len(recs), **translation_scores(hyps, refs), "exact": sum(h == r for h, r in zip(hyps, refs)) / len(refs),
+    exact = sum(h == r for h, r in zip(hyps, refs)) / len(refs)
+    return {"videos": len(recs), **translation_scores(hyps, refs), "exact": exact,
             "examples": list(zip(hyps[:3], refs[:3]))}
 
 
