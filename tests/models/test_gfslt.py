@@ -190,7 +190,10 @@ def test_saved_folder_loads_back_through_the_registry(tokenizer_dir, tmp_path):
     assert out == model.translate(video, mask, num_beams=2, max_new_tokens=150)
     assert all(len(t.split()) <= 39 for t in out)
     (folder / "config.json").write_text('{"videolm_method": "gfslt", "heads": 3}')  # 3 heads do not divide d 64
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="translator: .*divisible"):
+        load(folder, device="cpu")
+    (folder / "config.json").write_text("{")
+    with pytest.raises(ValueError, match="config.json: not JSON"):
         load(folder, device="cpu")
 
 

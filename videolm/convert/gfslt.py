@@ -93,7 +93,10 @@ def load_official(path: str | Path, tokenizer: str | Path | None = None, **confi
     if tokenizer is None and any((folder / n).is_file() for n in ("tokenizer.json", "sentencepiece.bpe.model")):
         tokenizer = folder
     tok = load_target_tokenizer(tokenizer) if tokenizer is not None else None
-    model = GFSLT(cfg, tokenizer=tok)
+    try:
+        model = GFSLT(cfg, tokenizer=tok)
+    except ValueError as e:  # settings the weights or config.json gave that do not build a model
+        raise ValueError(f"{path}: {e}") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("embed_tokens.weight")]  # tied to mbart.model.shared
     if missing or unexpected:
