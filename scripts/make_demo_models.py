@@ -54,7 +54,8 @@ Measured, sharing the 2 cores with two other training jobs:
 
 - ``translator`` (the shipped model, run as ``--glyph-steps 400 --steps 1500 --batch-size 16``, which
   are the defaults): 901 s wall for both stages (stage 0 108 s, held-out frame glyph accuracy 1.000;
-  final SLT loss 0.71). Seed 0, 200 videos: BLEU-4 96.67,
+  final SLT loss 0.71); a rerun of ``translator`` (735 s wall) wrote the same model.safetensors, byte
+  for byte. Seed 0, 200 videos: BLEU-4 96.67,
   ROUGE-L 99.29, exact sentences 95%. ``translator --evaluate --eval-seed 7`` (200 videos): BLEU-4
   97.70, ROUGE-L 99.50, exact 96.5%. tests/test_demo_gfslt.py (60 videos, seed 20261201): BLEU-4
   95.50, ROUGE-L 99.05, exact 93%.
