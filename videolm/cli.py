@@ -240,14 +240,22 @@ def _add_ask(sub) -> None:
 def _add_translate(sub) -> None:
     p = sub.add_parser("translate", help="translate sign-language videos or frame folders into text (GFSLT)")
     p.add_argument("videos", nargs="+", help="video files, frame folders, folders (searched recursively) or globs")
-    p.add_argument("--model", required=True, help="a GFSLT checkpoint (.ckpt) or zoo name")
+    p.add_argument("--model", default=None,
+                   help="a GFSLT checkpoint (.ckpt), model folder or zoo name (default: gfslt-tiny, the built-in "
+                   "translator of the synthetic corpus's gesture strip)")
     p.add_argument("--beams", type=int, default=4, help="beam width (1: greedy)")
     p.add_argument("--max-new-tokens", type=int, default=150)
     _output_args(p)
     # every frame is kept (up to the model's max_frames): no sampling options
     p.set_defaults(frames=None, fps=None, min_frames=1, max_frames=None, start=None, end=None)
-    p.set_defaults(func=lambda a: _run_pipeline(a, {}, a.videos, _show_text, num_beams=a.beams,
-                                                max_new_tokens=a.max_new_tokens))
+
+    def run(a):
+        from videolm.infer import DEFAULT_TRANSLATOR
+
+        a.model = a.model or DEFAULT_TRANSLATOR
+        return _run_pipeline(a, {}, a.videos, _show_text, num_beams=a.beams, max_new_tokens=a.max_new_tokens)
+
+    p.set_defaults(func=run)
 
 
 def _registry_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

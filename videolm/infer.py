@@ -1,8 +1,9 @@
 """Inference on video files for any registered model: ``videolm.load`` and the batch commands.
 
 :func:`load` takes a zoo name, a model folder, a videolm Lightning checkpoint (``.ckpt``) or nothing (the
-built-in tiny captioner, ``videolm/assets/pllava_tiny``) and returns the pipeline its method's task calls
-for (the registry in ``videolm.models`` decides): a :class:`Classifier` (X-CLIP, FrameMeanCLIP), a
+built-in tiny captioner, ``videolm/assets/pllava_tiny``; ``videolm translate`` defaults to
+:data:`DEFAULT_TRANSLATOR`, the built-in tiny translator ``videolm/assets/gfslt_tiny``) and returns the
+pipeline its method's task calls for (the registry in ``videolm.models`` decides): a :class:`Classifier` (X-CLIP, FrameMeanCLIP), a
 :class:`Captioner` (PLLaVA, SimVLG) or a :class:`Translator` (GFSLT). Every pipeline samples frames the same way (by count or by rate,
 inside an optional time window: ``videolm.data.sampling.sample_indices``), batches videos, and reports a
 file that fails (``{"path", "error"}``) without stopping the others. :func:`run_batch` adds what large
@@ -28,8 +29,9 @@ from videolm.io import VideoReader
 from videolm.io.errors import VideoDecodeError
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
-__all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "Captioner", "Classifier", "Sampling", "Translator", "classify", "load",
-           "run_batch"]
+DEFAULT_TRANSLATOR = "gfslt-tiny"  # zoo card of videolm/assets/gfslt_tiny
+__all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "DEFAULT_TRANSLATOR", "Captioner", "Classifier", "Sampling", "Translator",
+           "classify", "load", "run_batch"]
 
 
 @dataclass

@@ -168,6 +168,35 @@ def test_official_checkpoint_loads(tokenizer_dir, tmp_path):
         load_official(tmp_path / "other.pth", tokenizer=tokenizer_dir)
 
 
+def test_saved_folder_loads_back_through_the_registry(tokenizer_dir, tmp_path):
+    from videolm.convert.gfslt import save_gfslt
+    from videolm.infer import Translator, load
+    from videolm.models import detect_method
+
+    model = GFSLT(tiny(tokenizer_dir, heads=2, ffn_dim=96, max_positions=40)).eval()
+    with torch.no_grad():
+        model.sign_emb[1].running_var.uniform_(0.5, 2.0)
+    folder = save_gfslt(model, tmp_path / "translator")
+    assert detect_method(folder) == "gfslt"
+    pipe = load(folder, device="cpu")
+    assert isinstance(pipe, Translator)
+    loaded = pipe.model
+    assert (loaded.config.heads, loaded.config.ffn_dim, loaded.config.frame_encoder) == (2, 96, "tiny")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    video, mask = _batch(2, t=24)
+    # an untrained decoder never ends: decoding stops at the decoder's 40 positions, not past them
+    out = loaded.translate(video, mask, num_beams=2, max_new_tokens=150)
+    assert out == model.translate(video, mask, num_beams=2, max_new_tokens=150)
+    assert all(len(t.split()) <= 39 for t in out)
+    (folder / "config.json").write_text('{"videolm_method": "gfslt", "heads": 3}')  # 3 heads do not divide d 64
+    with pytest.raises(ValueError, match="translator: .*divisible"):
+        load(folder, device="cpu")
+    (folder / "config.json").write_text("{")
+    with pytest.raises(ValueError, match="config.json: not JSON"):
+        load(folder, device="cpu")
+
+
 @pytest.mark.parametrize("stage", ["vlp", "slt"])
 def test_phoenix_layout_fit_and_test_through_cli(stage, tmp_path, capsys):
     from videolm.cli import main

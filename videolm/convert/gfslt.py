@@ -12,10 +12,16 @@ object stays an inert placeholder. Official SLT keys map onto ours:
 
 The architecture is read from the weights (width, vocabulary, layers, FFN width, positions, conv blocks);
 attention heads cannot be, so ``heads`` (8) is a keyword argument.
+
+:func:`save_gfslt` writes a translator as a model folder (``config.json`` with every
+:class:`GFSLTConfig` field, ``model.safetensors`` with the keys above, ``tokenizer.json``), which
+:func:`load_official` reads back (the folder's ``config.json`` replaces what the weights cannot say).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -77,6 +83,8 @@ def load_official(path: str | Path, tokenizer: str | Path | None = None, **confi
     path = Path(path)
     file = path / "checkpoint.pth" if path.is_dir() and (path / "checkpoint.pth").is_file() else path
     state = convert_state_dict(read_state_dict(file))
+    if path.is_dir() and (path / "config.json").is_file():  # a folder save_gfslt wrote
+        config = {**saved_config(path / "config.json"), **config}
     try:
         cfg = config_from_state_dict(state, **config)
     except (KeyError, ValueError) as e:
@@ -85,10 +93,45 @@ def load_official(path: str | Path, tokenizer: str | Path | None = None, **confi
     if tokenizer is None and any((folder / n).is_file() for n in ("tokenizer.json", "sentencepiece.bpe.model")):
         tokenizer = folder
     tok = load_target_tokenizer(tokenizer) if tokenizer is not None else None
-    model = GFSLT(cfg, tokenizer=tok)
+    try:
+        model = GFSLT(cfg, tokenizer=tok)
+    except ValueError as e:  # settings the weights or config.json gave that do not build a model
+        raise ValueError(f"{path}: {e}") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("embed_tokens.weight")]  # tied to mbart.model.shared
     if missing or unexpected:
         raise ValueError(f"{file}: weights do not fit the GFSLT translator: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return model.eval()
+
+
+def saved_config(file: Path) -> dict:
+    """The :class:`GFSLTConfig` fields of a ``config.json`` that :func:`save_gfslt` wrote."""
+    try:
+        d = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{file}: not JSON ({e})") from None
+    if not isinstance(d, dict) or d.get("videolm_method") != "gfslt":
+        raise ValueError(f"{file}: not a GFSLT config (videolm_method is not 'gfslt')")
+    fields = {f.name for f in dataclasses.fields(GFSLTConfig)} - {"tokenizer"}
+    return {k: v for k, v in d.items() if k in fields}
+
+
+def save_gfslt(model: GFSLT, folder: str | Path) -> Path:
+    """Write the translator ``model`` as ``config.json`` + ``model.safetensors`` + its tokenizer in
+    ``folder`` (read back by :func:`load_official`)."""
+    from safetensors.torch import save_file
+
+    if model.tokenizer is None:
+        raise ValueError("save_gfslt: the model has no tokenizer to save with it")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {**dataclasses.asdict(model.config), "tokenizer": None, "vocab_size": model.mbart_config.vocab_size}
+    (folder / "config.json").write_text(json.dumps({"videolm_method": "gfslt", **config}, indent=2) + "\n",
+                                        encoding="utf-8")
+    # the encoder's and decoder's embed_tokens are mbart.model.shared: stored once, under that name
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()
+             if not k.endswith("embed_tokens.weight")}
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    model.tokenizer.save_pretrained(folder)
+    return folder

@@ -218,10 +218,12 @@ class GFSLT(nn.Module):
     def translate(self, videos: torch.Tensor, frame_mask: torch.Tensor | None = None, num_beams: int = 4,
                   max_new_tokens: int = 150) -> list[str]:
         """Sentences for normalised ``videos`` ``(B, T, C, H, W)`` (``frame_mask`` marks real frames,
-        real frames first); beam search with ``num_beams``."""
+        real frames first); beam search with ``num_beams``; at most ``max_new_tokens`` tokens, and no
+        more than the decoder has positions for."""
         if self.tokenizer is None:
             raise ValueError("GFSLT has no tokenizer (give GFSLTConfig.tokenizer or attach one)")
         embeds, mask = self.encoder_inputs(videos, frame_mask)
+        max_new_tokens = min(max_new_tokens, self.config.max_positions - 1)  # the start token takes one
         return lm_text.generate(self.mbart, self.tokenizer, embeds, mask, max_new_tokens, eos_token_id=self.eos_id,
                                 num_beams=num_beams)
 
