@@ -108,7 +108,7 @@ def main(argv=None) -> None:
         optim = Optim(lr=a.lr * a.clip_lr_scale, new_lr_scale=1 / a.clip_lr_scale, weight_decay=0.05,
                       schedule="cosine", warmup_epochs=1)
         tvts = TVTSModule({"preset": "tiny", **clip, "text_trainable_blocks": None}, optim=optim)
-        mean = tvts.model.mean
+        mean = "clip"  # the normalisation clip-tiny was trained with
         base = FrameMean({"clip": clip["clip"], "pretrained": None, "num_frames": 8})
         missing, unexpected = base.clip.load_state_dict(tvts.model.clip.state_dict(), strict=False)
         assert not missing and all(".timeattn." in k or ".ln_3." in k for k in unexpected), (missing, unexpected)
