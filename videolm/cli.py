@@ -288,47 +288,104 @@ def _add_zoo(sub) -> None:
     p.set_defaults(func=run)
 
 
-QUICKSTART_CONFIGS = ["configs/quickstart/mean_clip.yaml"]
+QUICKSTART_CONFIGS = ["configs/quickstart/mean_clip.yaml", "configs/xclip/quickstart.yaml"]
+# what each quick-start model's accuracy means on the synthetic corpus
+QUICKSTART_NOTES = {
+    "FrameMeanCLIP": "averages its frames: a video and its time reversal (the other class of its pair) "
+                     "look the same to it, so it is capped at 50%",
+    "XCLIPClassifier": "frames attend across time (message tokens, MIT): it can tell the order, up to 100%",
+}
 
 
 def _add_quickstart(sub) -> None:
     p = sub.add_parser(
         "quickstart",
-        help="generate the synthetic corpus (if missing), train the quick-start configs on it and print "
-        "their test accuracy (the FrameMeanCLIP baseline by default)",
+        help="generate the synthetic corpus (if missing), fine-tune FrameMeanCLIP and X-CLIP from the bundled "
+        "image-pretrained tiny CLIP, compare their test accuracy, then caption, answer and translate test "
+        "videos with the bundled models",
     )
     p.add_argument("--data", default="data/synthetic", help="corpus folder (generated if missing)")
     p.add_argument("--videos", type=int, default=1000, help="corpus size when generating it")
     p.add_argument("--config", action="append", help=f"LightningCLI config (repeatable; default: {QUICKSTART_CONFIGS})")
+    p.add_argument("--examples", type=int, default=3, help="test videos to caption and question")
     p.add_argument("overrides", nargs="*", help="extra LightningCLI arguments for every config, after --")
+    p.set_defaults(func=_quickstart)
 
-    def run(a):
-        from pathlib import Path
 
-        from lightning.pytorch.cli import LightningCLI
+def _quickstart(a) -> None:
+    import logging
+    import warnings
+    from pathlib import Path
 
-        import lightning.pytorch as pl
+    import lightning.pytorch as pl
+    from lightning.pytorch.cli import LightningCLI
 
-        if not (Path(a.data) / "train.jsonl").is_file():
-            from videolm.data.synthetic import generate_corpus
+    from videolm.data.manifests import read_jsonl
+    from videolm.data.synthetic import generate_corpus
 
-            generate_corpus(a.data, videos=a.videos, seed=0)
-        data_args = [f"--data.init_args.{s}={Path(a.data) / (s + '.jsonl')}" for s in ("train", "val", "test")]
-        results = {}
-        for config in a.config or QUICKSTART_CONFIGS:
-            cli = LightningCLI(
-                pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                args=["--config", config, *data_args, *a.overrides], run=False,
-                save_config_kwargs={"overwrite": True},
-            )
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-            metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")[0]
-            results[f"{type(cli.model).__name__} ({config})"] = metrics["test/acc"]
-        print(f"\ntest top-1 accuracy on {a.data}/test.jsonl:")
-        for name, acc in results.items():
-            print(f"  {name}: {100 * acc:.1f}%")
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available" chatter
+    warnings.filterwarnings("ignore", module="lightning")
+    data = Path(a.data)
+    if not (data / "train.jsonl").is_file():
+        print(f"writing the synthetic corpus: {a.videos} videos in {data}", flush=True)
+        generate_corpus(data, videos=a.videos, seed=0, progress=True)
+    data_args = [f"--data.init_args.{s}={data / (s + '.jsonl')}" for s in ("train", "val", "test")]
+    configs = a.config or QUICKSTART_CONFIGS
+    results = []
+    for i, config in enumerate(configs, 1):
+        cli = LightningCLI(
+            pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            args=["--config", config, *data_args, "--trainer.enable_model_summary=false", *a.overrides],
+            run=False, save_config_kwargs={"overwrite": True},
+        )
+        name = type(cli.model).__name__
+        backbone = getattr(cli.model.model.config, "clip", "?")
+        print(f"\n[{i}/{len(configs)}] {name} ({config}): fine-tuning {backbone} for "
+              f"{cli.trainer.max_epochs} epochs", flush=True)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        best = cli.trainer.checkpoint_callback.best_model_path or None
+        metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best" if best else None,
+                                   verbose=False)[0]
+        results.append((name, metrics["test/acc"], best or cli.trainer.checkpoint_callback.last_model_path))
 
-    p.set_defaults(func=run)
+    test = read_jsonl(data / "test.jsonl")
+    classes = (data / "classes.txt").read_text().split("\n")
+    print(f"\ntest accuracy on {data / 'test.jsonl'} ({len(test)} videos, {len(classes) - 1} classes, "
+          f"chance {100 / (len(classes) - 1):.0f}%):")
+    width = max(len(n) for n, *_ in results)
+    for name, acc, _ in results:
+        print(f"  {name:<{width}}  {100 * acc:5.1f}%  {QUICKSTART_NOTES.get(name, '')}")
+
+    import videolm
+    from videolm.zoo import get_card
+
+    examples = test[: a.examples]
+    paths = [str(data / r["video"]) for r in examples]
+    if examples:
+        print("\nthe bundled captioner (pllava-tiny) on test videos:")
+        captioner = videolm.load("pllava-tiny", device="cpu")
+        for path, record, caption in zip(paths, examples, captioner.caption(paths)):
+            qa = next((q for q in record["qa"] if q["question"].startswith("which way")), record["qa"][-1])
+            answer = captioner.ask(path, qa["question"])
+            print(f"  {path}\n    caption: {caption}   (truth: {record['caption']})\n"
+                  f"    {qa['question']} {answer}   (truth: {qa['answer']})")
+        try:
+            get_card("gfslt-tiny")
+        except KeyError:
+            print("\ntranslation: skipped (this install's zoo has no gfslt-tiny model)")
+        else:
+            sentence = videolm.load("gfslt-tiny", device="cpu").translate(paths[0])
+            print(f"\nthe bundled translator (gfslt-tiny) on the gesture strip of {paths[0]}:\n"
+                  f"    {sentence}   (truth: {examples[0]['sentence']})")
+
+    video = paths[0] if paths else str(data / "videos" / "000000.mp4")
+    print("\ncheckpoints:")
+    for name, _, ckpt in results:
+        print(f"  {name}: {ckpt}")
+    print("next:")
+    print(f"  videolm classify --model {results[-1][2]} {video}")
+    print(f"  videolm caption {video}")
+    print(f"  videolm fit --config {configs[-1]}   (edit the YAML: epochs, frames, learning rate, data)")
 
 
 def _add_classify(sub) -> None:
