@@ -194,3 +194,20 @@ def test_fit_logs_loss_sort_acc_and_sort_exact(tmp_path):
     video = torch.randn(1, 8, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode_video(video), module.model.eval().encode_video(video))
+
+
+def test_sort_frame_embedding_tags_each_frames_tokens():
+    torch.manual_seed(0)
+    tagged = TVTS({"preset": "tiny", "mask_ratio": 0.0, "sort_frame_embedding": True}).eval()
+    assert TVTS("tiny").sort.frame_embed is None  # off by default, as the official model
+    assert tagged.sort.frame_embed.shape == (tagged.num_frames, clip_lib.embed_dim(tagged.clip))
+    frames = 4
+    video = torch.randn(2, 1 + frames * 3, clip_lib.embed_dim(tagged.clip))
+    texts = torch.randn(2, 4, video.shape[-1])
+    # the same tokens in reversed frame order: without the tag the sort sees a permuted set (same logits)
+    flipped = torch.cat([video[:, :1], video[:, 1:].view(2, frames, 3, -1).flip(1).flatten(1, 2)], dim=1)
+    with torch.no_grad():
+        tagged.sort.frame_embed.zero_()
+        assert torch.allclose(tagged.sort(video, texts, frames), tagged.sort(flipped, texts, frames), atol=1e-5)
+        tagged.sort.frame_embed.normal_(std=0.5)
+        assert not torch.allclose(tagged.sort(video, texts, frames), tagged.sort(flipped, texts, frames), atol=1e-3)
