@@ -357,7 +357,6 @@ def _quickstart(a) -> None:
         print(f"  {name:<{width}}  {100 * acc:5.1f}%  {QUICKSTART_NOTES.get(name, '')}")
 
     import videolm
-    from videolm.zoo import get_card
 
     examples = test[: a.examples]
     paths = [str(data / r["video"]) for r in examples]
@@ -369,14 +368,9 @@ def _quickstart(a) -> None:
             answer = captioner.ask(path, qa["question"])
             print(f"  {path}\n    caption: {caption}   (truth: {record['caption']})\n"
                   f"    {qa['question']} {answer}   (truth: {qa['answer']})")
-        try:
-            get_card("gfslt-tiny")
-        except KeyError:
-            print("\ntranslation: skipped (this install's zoo has no gfslt-tiny model)")
-        else:
-            sentence = videolm.load("gfslt-tiny", device="cpu").translate(paths[0])
-            print(f"\nthe bundled translator (gfslt-tiny) on the gesture strip of {paths[0]}:\n"
-                  f"    {sentence}   (truth: {examples[0]['sentence']})")
+        sentence = videolm.load("gfslt-tiny", device="cpu").translate(paths[0])
+        print(f"\nthe bundled translator (gfslt-tiny) on the gesture strip of {paths[0]}:\n"
+              f"    {sentence}   (truth: {examples[0]['sentence']})")
 
     video = paths[0] if paths else str(data / "videos" / "000000.mp4")
     print("\ncheckpoints:")

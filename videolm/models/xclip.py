@@ -37,7 +37,8 @@ class XCLIPConfig:
     """X-CLIP's architecture. ``clip``: an open_clip name (``ViT-B-32``, ``hf-hub:org/repo``) or
     ``tiny``; ``pretrained``: its tag; ``clip_config``: a custom open_clip config instead (what the
     transformers converter gives). ``num_frames``: the most frames a video may have (length of the
-    MIT's temporal position embedding). Heads default to ``embed_dim // 64``."""
+    MIT's temporal position embedding). Heads default to ``embed_dim // 64``. ``mit_position_std``:
+    the initial scale of MIT's temporal position embedding (0.02 as the official code)."""
 
     clip: str = "ViT-B-32"
     pretrained: str | None = "openai"
@@ -45,6 +46,7 @@ class XCLIPConfig:
     num_frames: int = 8
     mit_layers: int = 1
     mit_heads: int | None = None
+    mit_position_std: float = 0.02
     prompt_layers: int = 2
     prompt_heads: int | None = None
     prompt_alpha: float = 0.1
@@ -113,10 +115,10 @@ class MultiFrameIntegration(nn.Module):
     """MIT: pre-LN transformer over frame embeddings + temporal position embedding, mean over T."""
 
     def __init__(self, dim: int, num_frames: int = 8, layers: int = 1, heads: int = 8,
-                 act: type[nn.Module] = nn.GELU):
+                 act: type[nn.Module] = nn.GELU, position_std: float = 0.02):
         super().__init__()
         self.position_embedding = nn.Parameter(torch.empty(1, num_frames, dim))
-        nn.init.normal_(self.position_embedding, std=0.02)
+        nn.init.normal_(self.position_embedding, std=position_std)
         self.blocks = nn.ModuleList(Block(dim, heads, act=act) for _ in range(layers))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -140,7 +142,8 @@ class XCLIP(CLIPVideoModel):
         act = type(self.vision_blocks[0].mlp.gelu)
         width, dim = clip_lib.vision_width(self.clip), clip_lib.embed_dim(self.clip)
         heads = max(dim // 64, 1)
-        self.mit = MultiFrameIntegration(dim, c.num_frames, c.mit_layers, c.mit_heads or heads, act)
+        self.mit = MultiFrameIntegration(dim, c.num_frames, c.mit_layers, c.mit_heads or heads, act,
+                                          c.mit_position_std)
         self.prompts_visual_ln = nn.LayerNorm(width)
         self.prompts_visual_proj = nn.Parameter(torch.randn(width, dim) * width**-0.5)
         self.prompt_generator = PromptGenerator(dim, c.prompt_layers, c.prompt_heads or heads, c.prompt_alpha, act)
