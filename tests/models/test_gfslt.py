@@ -259,3 +259,39 @@ def test_ddp_validation_bleu_equals_single_process(corpus, tokenizer_dir, tmp_pa
     both = ddp.validate(module, datamodule=data, verbose=False)[0]
     for name in ("val/bleu1", "val/bleu4", "val/rouge_l"):
         assert both[name] == pytest.approx(single[name], abs=1e-6), name
+
+
+def test_decoder_starts_from_a_pretrained_mbart(tmp_path):
+    import json
+
+    from transformers import MBartConfig, MBartForConditionalGeneration
+
+    from videolm.data.tokenizer import train_tokenizer
+    from videolm.models.gfslt import GFSLT
+
+    train_tokenizer(["the cat sees the dog", "a big bird"], tmp_path / "tok")
+    meta = json.loads((tmp_path / "tok" / "meta.json").read_text())
+    vocab = meta["vocab_size"]
+    torch.manual_seed(0)
+    source = MBartForConditionalGeneration(MBartConfig(
+        vocab_size=vocab + 20, d_model=32, encoder_layers=1, decoder_layers=4, encoder_attention_heads=2,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=48, max_position_embeddings=64))
+    source.final_logits_bias.normal_()
+    source.save_pretrained(tmp_path / "mbart")  # the transformers layout (safetensors + config.json)
+    config = {"preset": "tiny", "d_model": 32, "tokenizer": str(tmp_path / "tok"), "mbart": str(tmp_path / "mbart")}
+    with pytest.raises(ValueError, match="kept_ids"):  # a bigger vocabulary needs the trimmed tokenizer's row map
+        GFSLT(config)
+    kept = [0, 1, 2, 3] + list(range(10, 10 + vocab - 4))
+    (tmp_path / "tok" / "meta.json").write_text(json.dumps({**meta, "kept_ids": kept}))
+    model = GFSLT(config)
+    assert model.mbart_config.decoder_layers == 4 and model.mbart_config.decoder_ffn_dim == 48
+    assert model.mbart_config.encoder_layers == 2  # the preset's encoder, new
+    ours, theirs = model.mbart.model.decoder.state_dict(), source.model.decoder.state_dict()
+    for k, v in theirs.items():
+        if not k.startswith("embed_tokens."):
+            assert torch.equal(ours[k], v), k
+    assert torch.equal(model.mbart.model.shared.weight, source.model.shared.weight[kept])
+    assert torch.equal(model.mbart.lm_head.weight, source.model.shared.weight[kept])  # tied
+    assert torch.equal(model.mbart.final_logits_bias[0], source.final_logits_bias[0, kept])
+    with pytest.raises(ValueError, match="d_model"):
+        GFSLT({**config, "d_model": 64})

@@ -53,6 +53,10 @@ class GFSLTConfig:
     ``max_positions``: the mBART encoder-decoder. ``decoder_start``: the token the decoder starts from
     (``None``: ``</s>``). ``image_size``, ``resize``, ``mean``, ``max_frames``: what the model expects of
     its input (frames resized to ``resize`` squared, centre crop of ``image_size``, at most ``max_frames``).
+    ``mbart``: a pretrained transformers mBART (folder or hub id, e.g. ``facebook/mbart-large-cc25``)
+    whose decoder (its layers, heads and FFN; 12 layers for cc25), shared token embeddings and output bias
+    start the text decoder; rows are picked by the tokenizer's ``kept_ids`` (``meta.json`` of a trimmed
+    mBART tokenizer) when its vocabulary is smaller. ``d_model`` must be the mBART's.
     """
 
     tokenizer: str | None = None
@@ -72,6 +76,7 @@ class GFSLTConfig:
     resize: int = 256
     mean: str = "imagenet"
     max_frames: int = 300
+    mbart: str | None = None
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # the synthetic corpus (16-frame 64 px clips) and the tests: tiny CNN, one conv block, 2 + 2 layers
@@ -134,13 +139,20 @@ class GFSLT(nn.Module):
             start = tokenizer.convert_tokens_to_ids(config.decoder_start)
             if start is None or start == tokenizer.unk_token_id:
                 raise ValueError(f"{config.tokenizer}: no token {config.decoder_start!r} to start the decoder")
+        decoder = dict(decoder_layers=config.decoder_layers, decoder_attention_heads=config.heads,
+                       decoder_ffn_dim=config.ffn_dim, max_position_embeddings=config.max_positions)
+        source = MBartForConditionalGeneration.from_pretrained(config.mbart) if config.mbart else None
+        if source is not None:
+            if source.config.d_model != d:
+                raise ValueError(f"{config.mbart}: d_model {source.config.d_model}; GFSLTConfig.d_model is {d}")
+            decoder = {k: getattr(source.config, k) for k in decoder}
         self.mbart_config = MBartConfig(
-            vocab_size=vocab, d_model=d, encoder_layers=config.encoder_layers, decoder_layers=config.decoder_layers,
-            encoder_attention_heads=config.heads, decoder_attention_heads=config.heads,
-            encoder_ffn_dim=config.ffn_dim, decoder_ffn_dim=config.ffn_dim, dropout=config.dropout,
-            max_position_embeddings=config.max_positions, scale_embedding=True, pad_token_id=1, bos_token_id=0,
-            eos_token_id=2, decoder_start_token_id=start, forced_eos_token_id=None)
+            vocab_size=vocab, d_model=d, encoder_layers=config.encoder_layers, encoder_attention_heads=config.heads,
+            encoder_ffn_dim=config.ffn_dim, dropout=config.dropout, scale_embedding=True, pad_token_id=1,
+            bos_token_id=0, eos_token_id=2, decoder_start_token_id=start, forced_eos_token_id=None, **decoder)
         self.mbart = MBartForConditionalGeneration(self.mbart_config)
+        if source is not None:
+            self._start_decoder_from(source, vocab)
         self.mbart.generation_config.decoder_start_token_id = start
         self.mbart.generation_config.forced_eos_token_id = None
         self.pretraining = pretraining
@@ -150,6 +162,25 @@ class GFSLT(nn.Module):
             self.text_encoder = MBartEncoder(self.mbart_config)
             self.text_encoder.embed_tokens = self.mbart.model.shared  # one token embedding for encoder and decoder
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def _start_decoder_from(self, source, vocab: int) -> None:
+        """Copy ``source``'s decoder, token embeddings and output bias (rows trimmed to the tokenizer)."""
+        rows = None
+        if source.config.vocab_size != vocab:
+            from videolm.data.tokenizer import read_meta, trim_embeddings
+
+            kept = read_meta(self.config.tokenizer).get("kept_ids") if self.config.tokenizer else None
+            if kept is None or len(kept) != vocab:
+                raise ValueError(f"{self.config.mbart}: a vocabulary of {source.config.vocab_size}, the tokenizer's "
+                                 f"{vocab}; trim the mBART tokenizer with `videolm data tokenizer` (its meta.json "
+                                 "kept_ids say which rows to keep)")
+            rows = lambda w: trim_embeddings(w, kept)  # noqa: E731
+        keep = rows or (lambda w: w)
+        with torch.no_grad():
+            state = {k: v for k, v in source.model.decoder.state_dict().items() if not k.startswith("embed_tokens.")}
+            self.mbart.model.decoder.load_state_dict(state, strict=False)
+            self.mbart.model.shared.weight.copy_(keep(source.model.shared.weight))
+            self.mbart.final_logits_bias.copy_(keep(source.final_logits_bias.T).T)
 
     @property
     def pad_id(self) -> int:
