@@ -18,6 +18,11 @@ the train split's labels, top-1 on the test split; zero-shot video-to-video R@1 
 (:class:`videolm.models.probe.VideoRetrieval`); and for TVTS, ``sort_exact``: the share of test videos
 whose 4 shuffled transcripts are all put in the right window (chance 1/24). The corpus' classes come in
 time-reversed pairs, so frame averaging caps the probe at 50%. Prints one JSON line.
+
+Measured with the defaults (``--corpus`` a ``videolm data synthetic --videos 1000 --seed 0`` folder,
+2 threads, 1693 s on the 2-core machine shared with other jobs): ``{"tvts_probe": 0.4733,
+"contrastive_probe": 0.3267, "sort_exact": 0.6933, "sort_acc": 0.8683, "v2v_r1": 0.3933,
+"contrastive_v2v_r1": 0.28}``.
 """
 
 from __future__ import annotations
