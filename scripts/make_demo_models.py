@@ -115,6 +115,14 @@ def tiny_llava_config(vocab_size: int, image_token_id: int, vision_width: int = 
                        vision_feature_layer=-2, vision_feature_select_strategy="default", tie_word_embeddings=True)
 
 
+def one_pass(log_every: int, gradient_clip_val: float | None = 1.0) -> pl.Trainer:
+    """The Trainer of every stage here: one epoch over data rendered on the fly (no video seen twice),
+    CPU, no logger or checkpoints, the loss printed every ``log_every`` steps."""
+    return pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=gradient_clip_val,
+                      callbacks=[PrintLoss(log_every)])
+
+
 class PrintLoss(pl.Callback):
     def __init__(self, every: int):
         self.every = every
@@ -381,9 +389,7 @@ def make_pllava(args) -> None:
         grid = args.pooling[1]
 
         def fit(module, dataset, collate_fn):
-            pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                       enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-                       callbacks=[PrintLoss(args.log_every)]).fit(
+            one_pass(args.log_every).fit(
                 module, torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_fn))
 
         samples = RenderedSamples(256, seed=args.seed + 3, stills=1, grid=grid, stride=args.stride)
@@ -407,9 +413,7 @@ def make_pllava(args) -> None:
     data = RenderedSamples(args.steps * args.batch_size, seed=args.seed + 1, stride=args.stride,
                            rotation_weight=args.rotation_weight)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, collate_fn=collate)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-                         callbacks=[PrintLoss(args.log_every)])
+    trainer = one_pass(args.log_every)
     trainer.fit(module, loader)
     print(f"trained {trainer.global_step} steps in {time.time() - start:.0f} s wall, "
           f"{time.process_time() - cpu:.0f} s CPU", flush=True)
@@ -543,8 +547,7 @@ def make_translator(args) -> None:
     start, cpu = time.time(), time.process_time()
     if args.glyph_steps:
         stage0 = GlyphWarmup(module.model.frame_encoder, args.glyph_lr)
-        pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, callbacks=[PrintLoss(args.log_every)]).fit(
+        one_pass(args.log_every, gradient_clip_val=None).fit(
             stage0, torch.utils.data.DataLoader(RenderedSigns(args.glyph_steps * args.batch_size, args.seed + 1),
                                                 batch_size=args.batch_size))
         held_out = torch.utils.data.default_collate([RenderedSigns(128, args.seed + 2)[i] for i in range(128)])
@@ -552,9 +555,7 @@ def make_translator(args) -> None:
               flush=True)
     loader = torch.utils.data.DataLoader(RenderedSigns(args.steps * args.batch_size, seed=args.seed),
                                          batch_size=args.batch_size, collate_fn=partial(sign_collate))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-                         callbacks=[PrintLoss(args.log_every)])
+    trainer = one_pass(args.log_every)
     trainer.fit(module, loader)
     print(f"trained {args.glyph_steps} + {trainer.global_step} steps in {time.time() - start:.0f} s wall, "
           f"{time.process_time() - cpu:.0f} s CPU", flush=True)
@@ -718,8 +719,7 @@ def make_clip(args) -> None:
     module = CLIPPretrain(args.lr)
     data = FrameTexts(args.steps * args.batch_size, args.seed, stills=args.stills)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, collate_fn=FrameTexts.collate)
-    pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, gradient_clip_val=1.0, callbacks=[PrintLoss(args.log_every)]).fit(module, loader)
+    one_pass(args.log_every).fit(module, loader)
     print(f"trained {args.steps} steps in {time.time() - start:.0f} s wall", flush=True)
     held_out = FrameTexts(args.eval_videos, seed=args.seed + 1000, stills=0)
     figures = still_retrieval(module.clip, FrameTexts.collate([held_out[i] for i in range(len(held_out))]))
