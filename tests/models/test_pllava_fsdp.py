@@ -9,9 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from transformers import LlavaConfig, LlavaForConditionalGeneration
 
-from videolm.backbones.text import train_word_tokenizer
 from videolm.data.synthetic import render_sample, write_video
 from videolm.models.pllava import LoRA, PLLaVAConfig, PLLaVAModule
 
@@ -53,24 +51,14 @@ SCRIPT = textwrap.dedent('''
 
 
 @pytest.mark.slow
-def test_fsdp_two_processes_train_save_and_reload_to_the_same_outputs(tmp_path):
+def test_fsdp_two_processes_train_save_and_reload_to_the_same_outputs(tmp_path, tiny_llava):
     records = []
     for i in range(4):
         frames, meta = render_sample(i, num_frames=8)
         write_video(tmp_path / f"{i}.mp4", frames)
         records.append({"video": f"{i}.mp4", "conversations": [
             {"from": "human", "value": "<video>\\nDescribe the video."}, {"from": "gpt", "value": meta["caption"]}]})
-    (tmp_path / "train.json").write_text(json.dumps(records))
-    tok = train_word_tokenizer([t["value"] for r in records for t in r["conversations"]] + ["USER: ASSISTANT:"])
-    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, image_size=32, patch_size=8)
-    text = dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                vocab_size=len(tok), pad_token_id=0)
-    torch.manual_seed(0)
-    LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text,
-                                              image_token_index=tok.convert_tokens_to_ids("<image>"))
-                                  ).save_pretrained(tmp_path / "llava")
-    tok.save_pretrained(tmp_path / "llava")
+    tok = tiny_llava(tmp_path, records)
     ids = tok(["USER: <image> Describe the video. ASSISTANT:"], return_tensors="pt")
     batch = {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"],
              "video": torch.randn(1, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1))}

@@ -4,11 +4,9 @@ import json
 
 import lightning.pytorch as pl
 import torch
-from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from videolm.data.instructions import InstructionDataModule, read_instructions
 from videolm.data.synthetic import render_sample, write_video
-from videolm.backbones.text import train_word_tokenizer
 from videolm.models.common import Optim
 from videolm.models.pllava import LoRA, PLLaVAConfig, PLLaVAModule
 
@@ -25,7 +23,7 @@ def test_read_both_layouts(tmp_path):
     assert read_instructions(tmp_path / "vc2.jsonl")[0]["turns"] == [["Watch carefully. what moves?", "the circle"]]
 
 
-def test_lora_finetune_freezes_vision_and_base(tmp_path):
+def test_lora_finetune_freezes_vision_and_base(tmp_path, tiny_llava):
     records = []
     for i in range(4):
         frames, meta = render_sample(i, num_frames=8)
@@ -33,18 +31,7 @@ def test_lora_finetune_freezes_vision_and_base(tmp_path):
         records.append({"video": f"{i}.mp4", "conversations": [
             {"from": "human", "value": "<video>\nDescribe the video."}, {"from": "gpt", "value": meta["caption"]},
             {"from": "human", "value": meta["qa"][0]["question"]}, {"from": "gpt", "value": meta["qa"][0]["answer"]}]})
-    (tmp_path / "train.json").write_text(json.dumps(records))
-    texts = [t["value"] for r in records for t in r["conversations"]] + ["USER: ASSISTANT:"]
-    tok = train_word_tokenizer(texts)
-    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, image_size=32, patch_size=8)
-    text = dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                vocab_size=len(tok), pad_token_id=0)
-    torch.manual_seed(0)
-    LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text,
-                                              image_token_index=tok.convert_tokens_to_ids("<image>"))
-                                  ).save_pretrained(tmp_path / "llava")
-    tok.save_pretrained(tmp_path / "llava")
+    tok = tiny_llava(tmp_path, records)
 
     module = PLLaVAModule(PLLaVAConfig(pooling_shape=(4, 2, 2), num_frames=4), optim=Optim(lr=1e-2),
                           pretrained=str(tmp_path / "llava"), lora=LoRA(r=4, alpha=8))
