@@ -279,19 +279,18 @@ class PLLaVAModule(VideoModule):
         """Activation checkpointing, and FSDP2 sharding when Lightning's ``ModelParallelStrategy`` runs
         the module (it sets ``device_mesh``): every LM decoder layer (the LM's ``_no_split_modules``)
         is one FSDP unit, then the rest of the model is one more (gathered in ``forward`` and in
-        ``encode_video``); parameters are gathered in bf16 under
-        ``bf16-mixed`` precision, gradients reduced in fp32. Sharding is data parallel over all ranks:
+        ``encode_video``); parameters are gathered in bf16 under ``bf16-mixed`` precision, gradients reduced in fp32. Sharding is data parallel over all ranks:
         set the strategy's ``data_parallel_size`` to the world size and ``tensor_parallel_size`` to 1."""
         if self.activation_checkpointing:
             self.model.language_model.gradient_checkpointing_enable({"use_reentrant": False})
+        from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+
         mesh = self.device_mesh
-        if mesh is None or getattr(self, "_sharded", False):
+        if mesh is None or isinstance(self.model, FSDPModule):  # not run by ModelParallelStrategy, or sharded already
             return
         if mesh["tensor_parallel"].size() != 1:
             raise ValueError(f"PLLaVA shards with FSDP only: set ModelParallelStrategy(data_parallel_size="
                              f"{mesh.size()}, tensor_parallel_size=1)")
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
-
         precision = str(self.trainer.precision) if self._trainer is not None else "32"
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if precision.startswith("bf16") else None,
                                       reduce_dtype=torch.float32)
@@ -301,7 +300,6 @@ class PLLaVAModule(VideoModule):
                 fully_shard(module, mesh=mesh["data_parallel"], mp_policy=policy)
         fully_shard(self.model, mesh=mesh["data_parallel"], mp_policy=policy)
         register_fsdp_forward_method(self.model, "encode_video")  # called on its own by the training step
-        self._sharded = True
 
     def _loss(self, batch, stage: str):
         conversations, rows = batch["turns"], list(range(len(batch["turns"])))
