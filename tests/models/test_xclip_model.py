@@ -128,3 +128,10 @@ def test_retrieval_recall(tmp_path):
     metrics = t.validate(module, DataLoader(RandomClips(n=12), batch_size=6), verbose=False)[0]
     assert {"val/t2v_R@1", "val/t2v_R@5", "val/t2v_R@10", "val/t2v_MdR"} <= set(metrics)
     assert metrics["val/t2v_R@1"] <= metrics["val/t2v_R@5"] <= metrics["val/t2v_R@10"] <= 100
+
+
+def test_mit_position_std_sets_the_initial_scale():
+    torch.manual_seed(0)
+    official = XCLIP({"preset": "tiny"}).mit.position_embedding
+    wide = XCLIP({"preset": "tiny", "mit_position_std": 0.5}).mit.position_embedding
+    assert 0.01 < float(official.std()) < 0.03 and 0.4 < float(wide.std()) < 0.6
