@@ -211,3 +211,57 @@ def test_sort_frame_embedding_tags_each_frames_tokens():
         assert torch.allclose(tagged.sort(video, texts, frames), tagged.sort(flipped, texts, frames), atol=1e-5)
         tagged.sort.frame_embed.normal_(std=0.5)
         assert not torch.allclose(tagged.sort(video, texts, frames), tagged.sort(flipped, texts, frames), atol=1e-3)
+
+
+# -- v1's text tower: a transformers encoder ---------------------------------------------------------------
+
+
+@pytest.fixture
+def distilbert(tmp_path):
+    """A tiny random DistilBERT and its WordPiece tokenizer, in the transformers folder layout."""
+    from transformers import BertTokenizerFast, DistilBertConfig, DistilBertModel
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "screen", "very", "bright", *Sorted.COLOURS]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    folder = tmp_path / "distilbert"
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    DistilBertModel(DistilBertConfig(vocab_size=len(words), dim=32, n_layers=1, n_heads=2, hidden_dim=64,
+                                     max_position_embeddings=32)).save_pretrained(folder)
+    return folder
+
+
+def test_text_model_encodes_with_a_transformers_encoder(distilbert):
+    model = TVTS({"preset": "tiny", "text_model": str(distilbert)}).eval()
+    ids = model.tokenize(["a red screen", "a very very bright blue screen"])
+    assert ids[0, 0] == model.text_tokenizer.cls_token_id and ids[0, -1] == model.text_tokenizer.pad_token_id
+    with torch.no_grad():
+        both = model.encode_text(ids)
+        one = model.tokenize(["a red screen"])
+        alone = model.encode_text(one)
+        hidden = model.text_tower(input_ids=one).last_hidden_state[:, 0]
+    assert both.shape == (2, clip_lib.embed_dim(model.clip))
+    torch.testing.assert_close(both[:1], alone, atol=1e-5, rtol=1e-4)  # padding is masked out
+    torch.testing.assert_close(alone, model.text_proj[1](hidden.relu()))  # v1: ReLU + Linear on the first token
+    # CLIP's own text tower is frozen; the encoder trains at the CLIP rate, its projection at the new one
+    assert not any(p.requires_grad for n, p in model.clip.named_parameters() if not n.startswith("visual."))
+    assert all(p.requires_grad for p in model.text_tower.parameters())
+    assert not model.is_new("text_tower.embeddings.word_embeddings.weight") and model.is_new("text_proj.1.weight")
+
+
+def test_text_model_fits_and_reloads(distilbert, tmp_path):
+    torch.manual_seed(0)
+    module = TVTSModule({"preset": "tiny", "text_model": str(distilbert)}, optim={"lr": 3e-3, "schedule": "constant"})
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    before = module.model.text_tower.transformer.layer[0].ffn.lin1.weight.detach().clone()
+    trainer.fit(module, DataLoader(Sorted(8), batch_size=4, collate_fn=collate))
+    assert not torch.equal(before, module.model.text_tower.transformer.layer[0].ffn.lin1.weight)
+    ckpt = tmp_path / "tvts.ckpt"
+    trainer.save_checkpoint(ckpt)
+    from videolm.models import load_model
+
+    loaded = load_model(ckpt)
+    ids = loaded.tokenize(["a green screen"])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_text(ids), module.model.eval().encode_text(ids))

@@ -18,7 +18,11 @@ mean of the K transcript embeddings. TVTSv2 (what this file builds, on open_clip
   K-way head on the text positions: each text's window index.
 * Loss: ``NormSoftmax(cos(video CLS, mean of the K text embeddings), T=0.05)`` (both directions summed,
   gathered across ranks) ``+ 2 x CE(sort)``.
-* Text tower: the CLIP text tower with only its last ``text_trainable_blocks`` blocks trained (v2).
+* Text tower: the CLIP text tower with only its last ``text_trainable_blocks`` blocks trained (v2), or
+  (``text_model``) a transformers encoder such as DistilBERT, as v1: its first token's last hidden
+  state (``pooler_output`` where the model has one, as v1 does for BERT) through ReLU + Linear to the
+  joint embedding (v1's "minimal" projection), the whole encoder trained. CLIP's own text tower is then
+  frozen and unused.
 
 Deviation from the official code: its ``temporal_embedding`` starts as ``randn * width^-0.5`` and is
 trained at the CLIP rate; here it starts at 0 (so the start is exactly the image model) and is trained
@@ -32,8 +36,9 @@ their wording alone, and the video never tells which way time runs (held-out exa
 the official ``randn`` temporal embedding). With no dropping and ``sort_frame_embedding`` (a learned
 per-frame vector, std 0.5 at the start, added to the video tokens entering the sort transformer) exact
 sort reached 0.76. So ``configs/tvts/synthetic.yaml`` uses both; the paper's B/16 recipe (196 patches
-a frame) keeps the official model. The v1 model (MAE-ViT video tower, DistilBERT text) is out
-of scope.
+a frame) keeps the official model. v1's MAE-ViT video tower is out of scope (its DistilBERT text tower
+is ``text_model``); v1 sorts the 768-d features before the projections, here the sort transformer
+always works in the joint embedding.
 """
 
 from __future__ import annotations
@@ -62,7 +67,10 @@ class TVTSConfig:
     ``text_trainable_blocks``: the last text blocks trained (None: the whole text tower).
     ``sort_frame_embedding``: add a learned per-frame embedding to the video tokens entering the sort
     transformer (not in the official model, whose checkpoints load with it off; see the module
-    docstring for why the synthetic configs turn it on)."""
+    docstring for why the synthetic configs turn it on). ``text_model``: a transformers encoder (folder
+    or hub id, e.g. ``distilbert-base-uncased``, v1's) as the text tower instead of CLIP's; its
+    tokenizer is read from the same place (so is the encoder when a checkpoint is loaded);
+    ``text_max_length``: its token limit."""
 
     clip: str = "ViT-B-16"
     pretrained: str | None = "openai"
@@ -76,6 +84,8 @@ class TVTSConfig:
     sort_weight: float = 2.0
     sort_frame_embedding: bool = False
     text_trainable_blocks: int | None = 3
+    text_model: str | None = None
+    text_max_length: int = 64
     drop_path: float = 0.0
     grad_checkpointing: bool = False
 
@@ -163,7 +173,17 @@ class TVTS(CLIPVideoModel):
             raise ValueError(f"mask_ratio must be in [0, 1), got {c.mask_ratio}")
         super().__init__(c, drop_path=c.drop_path, vision_block=SpaceTimeBlock)
         self.clip.logit_scale.requires_grad_(False)  # TVTS uses a fixed temperature
-        if c.text_trainable_blocks is not None:
+        if c.text_model is not None:  # v1: a transformers encoder replaces CLIP's text tower
+            from transformers import AutoModel
+
+            from videolm.backbones.text import load_tokenizer
+
+            clip_lib.freeze_text(self.clip, 0)
+            self.text_tokenizer = load_tokenizer(c.text_model)
+            self.text_tower = AutoModel.from_pretrained(c.text_model)
+            self.text_proj = nn.Sequential(nn.ReLU(), nn.Linear(self.text_tower.config.hidden_size,
+                                                                clip_lib.embed_dim(self.clip)))
+        elif c.text_trainable_blocks is not None:
             clip_lib.freeze_text(self.clip, c.text_trainable_blocks)
         self.temporal_embedding = nn.Parameter(torch.zeros(c.num_frames, clip_lib.vision_width(self.clip)))
         self.sort = SortTransformer(clip_lib.embed_dim(self.clip), c.windows, c.sort_depth, c.sort_heads,
@@ -175,8 +195,25 @@ class TVTS(CLIPVideoModel):
         return clip_lib.num_patches(self.clip)
 
     def is_new(self, name: str) -> bool:
-        """The temporal modules and the sort transformer (trained at the higher rate)."""
+        """The temporal modules, the sort transformer and a transformers text tower's projection
+        (trained at the higher rate)."""
+        if name.startswith("text_tower."):
+            return False
         return not name.startswith("clip.") or any(p in name for p in (".timeattn.", ".ln_3.", ".ls_3."))
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        if self.config.text_model is None:
+            return super().tokenize(texts)
+        return self.text_tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.text_max_length,
+                                   return_tensors="pt")["input_ids"]
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Text embeddings ``(K, E)`` (not normalised), of CLIP's text tower or of ``text_model``."""
+        if self.config.text_model is None:
+            return super().encode_text(tokens)
+        out = self.text_tower(input_ids=tokens, attention_mask=(tokens != self.text_tokenizer.pad_token_id).long())
+        pooled = getattr(out, "pooler_output", None)
+        return self.text_proj(out.last_hidden_state[:, 0] if pooled is None else pooled)
 
     def keep_indices(self, batch: int, ratio: float, device, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(batch, int(P (1 - ratio)))`` patch positions kept per video (the same in every frame)."""
