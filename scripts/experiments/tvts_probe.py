@@ -71,12 +71,12 @@ def trainer(epochs: int, work: Path) -> pl.Trainer:
                       enable_model_summary=False, default_root_dir=work, limit_val_batches=0)
 
 
-def probe(encoder, corpus: Path, epochs: int, mean: str, work: Path, workers: int) -> dict[str, float]:
+def probe(encoder, corpus: Path, epochs: int, mean: str, work: Path, workers: int, batch_norm: bool) -> dict[str, float]:
     """Linear-probe top-1 and video-to-video R@1 of a frozen encoder on the test split."""
     data = VideoDataModule(train=str(corpus / "train.jsonl"), test=str(corpus / "test.jsonl"), num_frames=8,
                            image_size=64, mean=mean, crop_scale=(0.8, 1.0), flip=False, batch_size=32,
                            num_workers=workers)
-    head = LinearProbe(encoder, optim={"lr": 1e-2, "weight_decay": 0.0, "schedule": "cosine"})
+    head = LinearProbe(encoder, batch_norm=batch_norm, optim={"lr": 1e-2, "weight_decay": 0.0, "schedule": "cosine"})
     run = trainer(epochs, work)
     run.fit(head, datamodule=data)
     acc = run.test(head, datamodule=data, verbose=False)[0]["test/acc"]
@@ -97,6 +97,10 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
+                   help="standardise the probe's features (MAE's linear probe; --no-batch-norm: L2 only)")
+    p.add_argument("--save", type=Path, help="write both pretrained arms' weights here (arms.pt)")
+    p.add_argument("--load", type=Path, help="skip pretraining: read the arms from a --save folder")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     start = time.time()
@@ -127,11 +131,18 @@ def main(argv=None) -> None:
                                    num_frames=8, transcript_windows=4, gap=0.0, image_size=64, mean=mean,
                                    crop_scale=(0.8, 1.0), flip=False, batch_size=16, num_workers=a.workers)
 
-        trainer(a.epochs, work).fit(tvts, datamodule=data())
+        if a.load is not None:
+            arms = torch.load(a.load / "arms.pt", weights_only=True)
+            tvts.model.load_state_dict(arms["tvts"]), base.load_state_dict(arms["contrastive"])
+        else:
+            trainer(a.epochs, work).fit(tvts, datamodule=data())
+            trainer(a.epochs, work).fit(baseline, datamodule=data())
+        if a.save is not None:
+            a.save.mkdir(parents=True, exist_ok=True)
+            torch.save({"tvts": tvts.model.state_dict(), "contrastive": base.state_dict()}, a.save / "arms.pt")
         sort = trainer(1, work).test(tvts, datamodule=data(test=True), verbose=False)[0]
-        trainer(a.epochs, work).fit(baseline, datamodule=data())
-        tvts_eval = probe(tvts.model, corpus, a.probe_epochs, mean, work, a.workers)
-        base_eval = probe(base, corpus, a.probe_epochs, mean, work, a.workers)
+        tvts_eval = probe(tvts.model, corpus, a.probe_epochs, mean, work, a.workers, a.batch_norm)
+        base_eval = probe(base, corpus, a.probe_epochs, mean, work, a.workers, a.batch_norm)
     print(json.dumps({"tvts_probe": round(tvts_eval["probe"], 4), "contrastive_probe": round(base_eval["probe"], 4),
                       "sort_exact": round(sort["test/sort_exact"], 4), "sort_acc": round(sort["test/sort_acc"], 4),
                       "v2v_r1": round(tvts_eval["v2v_r1"] / 100, 4), "contrastive_v2v_r1": round(base_eval["v2v_r1"] / 100, 4),

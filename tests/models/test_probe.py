@@ -75,3 +75,20 @@ def test_v2v_retrieval_test_run(encoder, corpus, tmp_path):
     (result,) = trainer.test(VideoRetrieval(str(encoder)), data, verbose=False)
     assert set(result) == {"test/v2v_R@1", "test/v2v_R@5", "test/v2v_R@10"}
     assert 0 <= result["test/v2v_R@1"] <= result["test/v2v_R@5"] <= result["test/v2v_R@10"] <= 100
+
+
+def test_batch_norm_standardises_each_feature(encoder, tmp_path):
+    """MAE's probe: features standardised by training statistics (kept for eval and in the checkpoint)."""
+    probe = LinearProbe(str(encoder), num_classes=10, batch_norm=True).train()
+    torch.manual_seed(0)
+    videos = torch.randn(16, 4, 3, 64, 64)
+    feats = probe._features(videos)
+    torch.testing.assert_close(feats.mean(0), torch.zeros(feats.shape[1]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(feats.std(0, unbiased=False), torch.ones(feats.shape[1]), atol=1e-2, rtol=0)
+    assert probe.norm.running_mean.abs().sum() > 0 and not list(probe.norm.parameters())  # no affine weights
+    trainer = pl.Trainer(accelerator="cpu", logger=False, max_epochs=0)
+    trainer.strategy.connect(probe)
+    trainer.save_checkpoint(tmp_path / "probe.ckpt")
+    loaded = LinearProbe.load_from_checkpoint(str(tmp_path / "probe.ckpt"), weights_only=True).eval()
+    torch.testing.assert_close(loaded.norm.running_var, probe.norm.running_var)
+    assert isinstance(LinearProbe(str(encoder), num_classes=3).norm, torch.nn.Identity)

@@ -38,19 +38,21 @@ class LinearProbe(VideoModule):
     """``encoder``: a videolm ``.ckpt``, a zoo name or a model folder whose model has ``encode_video``
     (or, from Python, the model itself).
     ``num_classes``: default the data module's class list. ``normalize``: L2-normalise the features
-    before the head. Logs ``train/loss``, ``{val,test}/loss`` and ``{val,test}/acc`` (top-1)."""
+    before the head. ``batch_norm``: then standardise each feature by its training-set statistics (a
+    ``BatchNorm1d`` without affine parameters, as MAE's linear probe), so that a direction of small
+    variance weighs as much as a large one at the head's learning rate. Logs ``train/loss``, ``{val,test}/loss`` and ``{val,test}/acc`` (top-1)."""
 
     method = "linear_probe"
 
     def __init__(self, encoder: str | nn.Module, num_classes: int | None = None, normalize: bool = True,
-                 optim: Optim | None = None):
+                 batch_norm: bool = False, optim: Optim | None = None):
         super().__init__()
         self.encoder = _load_encoder(encoder)
-        self.normalize = normalize
+        self.normalize, self.batch_norm = normalize, batch_norm
         self.optim = as_config(Optim, optim if optim is not None else {"lr": 1e-3, "schedule": "cosine"})
         self.head: nn.Linear | None = None
         self.save_config(encoder=encoder if isinstance(encoder, str) else None, num_classes=num_classes,
-                         normalize=normalize, optim=self.optim)
+                         normalize=normalize, batch_norm=batch_norm, optim=self.optim)
         if num_classes is not None:
             self._build_head(num_classes)
 
@@ -59,6 +61,7 @@ class LinearProbe(VideoModule):
 
         with torch.no_grad():
             dim = self._features(torch.zeros(1, 1, 3, self.encoder.image_size, self.encoder.image_size)).shape[-1]
+        self.norm = nn.BatchNorm1d(dim, affine=False, eps=1e-8) if self.batch_norm else nn.Identity()
         self.head = nn.Linear(dim, num_classes)
         self.hparams["num_classes"] = num_classes
         self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes=max(2, num_classes)) for s in ("val", "test")})
@@ -69,7 +72,7 @@ class LinearProbe(VideoModule):
             if not names:
                 raise ValueError("LinearProbe needs num_classes or a data module with a class list")
             self._build_head(len(names))
-            self.head.to(self.device), self.acc.to(self.device)
+            self.norm.to(self.device), self.head.to(self.device), self.acc.to(self.device)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -78,7 +81,8 @@ class LinearProbe(VideoModule):
 
     def _features(self, videos: torch.Tensor) -> torch.Tensor:
         out = _embed(self.encoder, videos)
-        return F.normalize(out, dim=-1) if self.normalize else out
+        out = F.normalize(out, dim=-1) if self.normalize else out
+        return self.norm(out) if self.head is not None else out
 
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(B, K)``; ``(B, V, T, C, H, W)`` views are averaged."""
