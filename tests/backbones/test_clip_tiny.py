@@ -39,5 +39,5 @@ def test_clip_tiny_ranks_a_frames_own_window_text_first():
     from videolm.backbones.clip import create_clip
 
     figures = script.still_retrieval(create_clip(name), batch)
-    assert figures["window"] >= 0.5, figures  # chance: 0.25; 0.705 on 200 videos of seed 1002
-    assert figures["object"] >= 0.3, figures  # chance: 1 / 40; 0.589 there
+    assert figures["window"] >= 0.5, figures  # chance: 0.25; 0.710 on 200 videos of seed 1002
+    assert figures["object"] >= 0.3, figures  # chance: 1 / 40; 0.588 there
