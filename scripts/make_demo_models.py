@@ -744,9 +744,11 @@ def make_clip(args) -> None:
         from safetensors.torch import load_file
 
         state = load_file(Path(args.init) / "open_clip_model.safetensors")
-    for stage, steps, lr, layout in ((1, args.steps, args.lr, 0.0), (2, args.layout_steps, args.layout_lr, 1.0)):
-        if not steps:
-            continue
+    stages = [(n, steps, lr, layout) for n, steps, lr, layout in
+              ((1, args.steps, args.lr, 0.0), (2, args.layout_steps, args.layout_lr, 1.0)) if steps]
+    if not stages:
+        raise SystemExit("nothing to train: --steps and --layout-steps are both 0")
+    for stage, steps, lr, layout in stages:
         start = time.time()
         pl.seed_everything(args.seed)
         module = CLIPPretrain(lr, layout_weight=layout)
@@ -757,8 +759,6 @@ def make_clip(args) -> None:
         one_pass(args.log_every).fit(module, loader)
         state = {k: v.detach().half().contiguous() for k, v in module.clip.state_dict().items()}  # fp16: 7 MB, not 14
         print(f"stage {stage}: trained {steps} steps in {time.time() - start:.0f} s wall", flush=True)
-    if state is None:
-        raise SystemExit("nothing to train: --steps and --layout-steps are 0 and there is no --init")
     module.clip.load_state_dict({k: v.float() for k, v in state.items()})
     held_out = FrameTexts(args.eval_videos, seed=args.seed + 1000, stills=0)
     figures = still_retrieval(module.clip, FrameTexts.collate([held_out[i] for i in range(len(held_out))]))
