@@ -136,3 +136,15 @@ def test_merging_inside_the_frozen_tower_and_in_time(lm):
         counts = {(vr, tr): _model(lm, r=0, vision_r=vr, temporal_r=tr).encode(videos).shape[1]
                   for vr, tr in [(0, 0), (3, 0), (0, 2)]}
     assert counts == {(0, 0): 4 * 17, (3, 0): 4 * (17 - 6), (0, 2): 2 * 17}
+
+
+def test_tower_from_the_zoo_clip_tiny(lm):
+    """A zoo name of an open_clip tower (the bundled image-pretrained clip-tiny) is the frozen tower."""
+    import open_clip
+
+    from videolm.zoo import open_clip_id
+
+    model = SimVLG(llm=lm, model_name="clip-tiny", connector_dim=32, connector_depth=2, r=3)
+    plain = open_clip.create_model(open_clip_id("clip-tiny")[0]).visual.state_dict()
+    assert model.image_size == 64 and all(torch.equal(v, plain[k]) for k, v in model.visual.state_dict().items())
+    assert not any(p.requires_grad for p in model.visual.parameters())

@@ -29,7 +29,7 @@ from videolm.backbones import text as lm_text
 from videolm.backbones import clip as clip_lib
 from videolm.backbones.text import IGNORE_INDEX
 from videolm.data.synthetic import caption_attribute_accuracy
-from videolm.models.common import Optim, VideoModule, as_config
+from videolm.models.common import Optim, VideoModule, as_config, resolve_clip
 from videolm.nn.temporal import TemporalAttention
 from videolm.nn.tome import ToMeTransformer, apply_tome, temporal_merge
 
@@ -39,8 +39,8 @@ class SimVLGConfig:
     """A SimVLG.
 
     ``llm``: a transformers causal-LM folder (model + tokenizer with BOS, EOS and PAD tokens).
-    ``model_name``, ``pretrained``, ``clip_config``: the open_clip tower (``create_clip``); only ``visual``
-    is kept. ``connector_dim``, ``connector_depth``, ``connector_heads``: the connector (dim: the tower's
+    ``model_name``, ``pretrained``, ``clip_config``: the open_clip tower (``create_clip``; ``model_name``
+    may be the zoo name of an open_clip tower, e.g. the bundled ``clip-tiny``); only ``visual`` is kept. ``connector_dim``, ``connector_depth``, ``connector_heads``: the connector (dim: the tower's
     width). ``r``, ``r_mode``: tokens merged per connector layer, ``constant`` / ``decreasing`` or a
     per-layer list. ``vision_r``: tokens merged per block inside the frozen tower (0: none).
     ``temporal_r``: frames merged away at each spatial position before the connector (video only).
@@ -90,7 +90,9 @@ class SimVLG(nn.Module):
         if not config.llm:
             raise ValueError("SimVLGConfig.llm is not set: give a transformers causal-LM folder")
         self.config = config
-        clip = clip_lib.create_clip(config.model_name, config.pretrained, config.clip_config)
+        name, pretrained = (config.model_name, config.pretrained) if config.clip_config is not None else \
+            resolve_clip(config.model_name, config.pretrained)
+        clip = clip_lib.create_clip(name, pretrained, config.clip_config)
         self.image_size = clip_lib.image_size(clip)
         width = clip_lib.vision_width(clip)
         self.visual = clip.visual  # only the image tower is kept (clip_lib functions take a CLIP: see frame_tokens)
