@@ -1,6 +1,6 @@
 """SimVLG on the synthetic corpus with and without token merging: same model, seed and steps.
 
-Trains the quick-start SimVLG twice with Lightning (temporal merging + connector merging r per layer,
+Trains the quick-start SimVLG (frozen tower: ``--tower``, default the bundled image-pretrained clip-tiny) twice with Lightning (temporal merging + connector merging r per layer,
 vs none) and prints, for each, the colour / shape / motion accuracy of its greedy test captions
 (``videolm.data.synthetic.caption_attribute_accuracy``), the visual tokens the LM sees, and the training time. The tower is frozen,
 so its tokens are computed once per video (8 frames, test-time sampling) and the runs train from them.
@@ -44,8 +44,9 @@ def collate(samples: list[dict]) -> dict:
 
 def run(args, splits: dict, r: int, temporal_r: int) -> dict:
     pl.seed_everything(args.seed, verbose=False)
-    config = SimVLGConfig(llm=args.lm, clip_config="tiny", connector_dim=64, connector_depth=4, r=r,
-                          temporal_r=temporal_r, max_frames=16)  # the quick start's ("tiny"), merging as given
+    tower = {"clip_config": "tiny"} if args.tower == "tiny" else {"model_name": args.tower}
+    config = SimVLGConfig(llm=args.lm, **tower, connector_dim=64, connector_depth=4, r=r,
+                          temporal_r=temporal_r, max_frames=16)  # the quick start's, merging as given
     model = SimVLGModule(config, Optim(lr=args.lr, weight_decay=0.01, schedule="constant"), max_new_tokens=10)
     train = DataLoader(with_tokens(model, splits["train"]), batch_size=16, shuffle=True, collate_fn=collate)
     test = DataLoader(with_tokens(model, splits["test"]), batch_size=64, collate_fn=collate)
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--r", type=int, default=6, help="tokens merged per connector layer (4 layers)")
     p.add_argument("--temporal-r", type=int, default=4, help="frames merged away per position (of 8)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tower", default="clip-tiny", help="the frozen tower: a zoo / open_clip name, or 'tiny' "
+                   "(random init)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     corpus = Path(args.corpus)
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     splits = {split: load_split(corpus, split) for split in ("train", "test")}
     results = {"with merging": run(args, splits, args.r, args.temporal_r), "without merging": run(args, splits, 0, 0)}
     print(f"\nSimVLG on {corpus} ({len(splits['train'])} train / {len(splits['test'])} test videos), "
-          f"{args.epochs} epochs, seed {args.seed}; merging: temporal r_t={args.temporal_r} of 8 frames, "
+          f"{args.epochs} epochs, seed {args.seed}, tower {args.tower}; merging: temporal r_t={args.temporal_r} of 8 frames, "
           f"connector r={args.r} x 4 layers")
     print(f"{'setting':<18}{'LM prefix':>10}{'test attr acc':>15}{'test loss':>11}{'train s':>9}")
     for name, res in results.items():

@@ -99,6 +99,9 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
                    help="standardise the probe's features (MAE's linear probe; --no-batch-norm: L2 only)")
+    p.add_argument("--sort-frame-embedding", action=argparse.BooleanOptionalAction, default=True,
+                   help="TVTS: the learned frame tag at the sort input")
+    p.add_argument("--temporal-std", type=float, default=0.0, help="TVTS: initial std of the tower's temporal embedding")
     p.add_argument("--save", type=Path, help="write both pretrained arms' weights here (arms.pt)")
     p.add_argument("--load", type=Path, help="skip pretraining: read the arms from a --save folder")
     a = p.parse_args(argv)
@@ -118,7 +121,7 @@ def main(argv=None) -> None:
         optim = Optim(lr=a.lr * a.clip_lr_scale, new_lr_scale=1 / a.clip_lr_scale, weight_decay=0.05,
                       schedule="cosine", warmup_epochs=1)
         tvts = TVTSModule({"preset": "tiny", **clip, "text_trainable_blocks": None, "mask_ratio": a.mask_ratio,
-                           "sort_frame_embedding": True}, optim=optim)
+                           "sort_frame_embedding": a.sort_frame_embedding, "temporal_embedding_std": a.temporal_std}, optim=optim)
         mean = "clip"  # the normalisation clip-tiny was trained with
         base = FrameMean({"clip": clip["clip"], "pretrained": None, "num_frames": 8})
         missing, unexpected = base.clip.load_state_dict(tvts.model.clip.state_dict(), strict=False)

@@ -265,3 +265,9 @@ def test_text_model_fits_and_reloads(distilbert, tmp_path):
     ids = loaded.tokenize(["a green screen"])
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode_text(ids), module.model.eval().encode_text(ids))
+
+
+def test_temporal_embedding_std_sets_the_towers_initial_frame_embedding():
+    assert TVTS("tiny").temporal_embedding.abs().max() == 0  # default: the image model at the start
+    scaled = TVTS({"preset": "tiny", "temporal_embedding_std": 0.5}).temporal_embedding
+    assert 0.4 < float(scaled.std()) < 0.6

@@ -67,7 +67,8 @@ class TVTSConfig:
     ``text_trainable_blocks``: the last text blocks trained (None: the whole text tower).
     ``sort_frame_embedding``: add a learned per-frame embedding to the video tokens entering the sort
     transformer (not in the official model, whose checkpoints load with it off; see the module
-    docstring for why the synthetic configs turn it on). ``text_model``: a transformers encoder (folder
+    docstring for why the synthetic configs turn it on). ``temporal_embedding_std``: the initial scale
+    of the tower's temporal embedding (0: the image model at the start; the official code: width^-0.5). ``text_model``: a transformers encoder (folder
     or hub id, e.g. ``distilbert-base-uncased``, v1's) as the text tower instead of CLIP's; its
     tokenizer is read from the same place (so is the encoder when a checkpoint is loaded);
     ``text_max_length``: its token limit."""
@@ -83,6 +84,7 @@ class TVTSConfig:
     temperature: float = 0.05
     sort_weight: float = 2.0
     sort_frame_embedding: bool = False
+    temporal_embedding_std: float = 0.0
     text_trainable_blocks: int | None = 3
     text_model: str | None = None
     text_max_length: int = 64
@@ -185,7 +187,9 @@ class TVTS(CLIPVideoModel):
                                                                 clip_lib.embed_dim(self.clip)))
         elif c.text_trainable_blocks is not None:
             clip_lib.freeze_text(self.clip, c.text_trainable_blocks)
-        self.temporal_embedding = nn.Parameter(torch.zeros(c.num_frames, clip_lib.vision_width(self.clip)))
+        shape = (c.num_frames, clip_lib.vision_width(self.clip))
+        self.temporal_embedding = nn.Parameter(torch.randn(shape) * c.temporal_embedding_std
+                                               if c.temporal_embedding_std else torch.zeros(shape))
         self.sort = SortTransformer(clip_lib.embed_dim(self.clip), c.windows, c.sort_depth, c.sort_heads,
                                     c.num_frames if c.sort_frame_embedding else None)
         self.grad_checkpointing = c.grad_checkpointing
