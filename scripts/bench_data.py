@@ -37,8 +37,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("manifest", nargs="?", help="manifest (default: a generated synthetic corpus)")
     p.add_argument("--videos", type=int, default=1000,
-                   help="synthetic corpus size (its train split is read: 700 of 1000; with 140 of 200 an epoch "
-                        "lasts half a second and the ratio swung between 0.89x and 1.00x from run to run)")
+                   help="synthetic corpus size (its train split is read: 700 of 1000, a few seconds an epoch)")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=64, help="crop size of the test transform")
     p.add_argument("--batch-size", type=int, default=8)
