@@ -198,10 +198,11 @@ def _is_zoo_clip(name: str) -> bool:
     return any(card.name == name for card in list_cards("clip"))
 
 
-def resolve_clip(name: str, pretrained: str | None) -> tuple[str, str | None]:
+def resolve_clip(name: str, pretrained: str | None, custom=None) -> tuple[str, str | None]:
     """``(name, pretrained)`` for ``create_clip``: the zoo name of an open_clip tower (the bundled
-    ``clip-tiny``) becomes its folder (its ``pretrained`` is ignored); other names pass through."""
-    if _is_zoo_clip(name):
+    ``clip-tiny``) becomes its folder (its ``pretrained`` is ignored); other names, and any name when a
+    ``custom`` open_clip config replaces it, pass through."""
+    if custom is None and _is_zoo_clip(name):
         from videolm.zoo import open_clip_id
 
         return open_clip_id(name)
@@ -225,7 +226,7 @@ class CLIPVideoModel(nn.Module):
 
         self.config = config
         custom = config.clip_config if config.clip_config is not None else ("tiny" if config.clip == "tiny" else None)
-        name, pretrained = (config.clip, config.pretrained) if custom is not None else resolve_clip(config.clip, config.pretrained)
+        name, pretrained = resolve_clip(config.clip, config.pretrained, custom)
         self.model_name = None if custom is not None else name
         self.clip = clip_lib.create_clip(name, pretrained if custom is None else None, custom, **clip_kwargs)
 

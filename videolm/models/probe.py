@@ -60,7 +60,7 @@ class LinearProbe(VideoModule):
         from torchmetrics.classification import MulticlassAccuracy
 
         with torch.no_grad():
-            dim = self._features(torch.zeros(1, 1, 3, self.encoder.image_size, self.encoder.image_size)).shape[-1]
+            dim = _embed(self.encoder, torch.zeros(1, 1, 3, self.encoder.image_size, self.encoder.image_size)).shape[-1]
         self.norm = nn.BatchNorm1d(dim, affine=False, eps=1e-8) if self.batch_norm else nn.Identity()
         self.head = nn.Linear(dim, num_classes)
         self.hparams["num_classes"] = num_classes
@@ -82,7 +82,7 @@ class LinearProbe(VideoModule):
     def _features(self, videos: torch.Tensor) -> torch.Tensor:
         out = _embed(self.encoder, videos)
         out = F.normalize(out, dim=-1) if self.normalize else out
-        return self.norm(out) if self.head is not None else out
+        return self.norm(out)
 
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(B, K)``; ``(B, V, T, C, H, W)`` views are averaged."""

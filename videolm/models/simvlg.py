@@ -90,8 +90,7 @@ class SimVLG(nn.Module):
         if not config.llm:
             raise ValueError("SimVLGConfig.llm is not set: give a transformers causal-LM folder")
         self.config = config
-        name, pretrained = (config.model_name, config.pretrained) if config.clip_config is not None else \
-            resolve_clip(config.model_name, config.pretrained)
+        name, pretrained = resolve_clip(config.model_name, config.pretrained, config.clip_config)
         clip = clip_lib.create_clip(name, pretrained, config.clip_config)
         self.image_size = clip_lib.image_size(clip)
         width = clip_lib.vision_width(clip)
