@@ -6,7 +6,6 @@ import lightning.pytorch as pl
 import torch
 
 from videolm.data.instructions import InstructionDataModule, read_instructions
-from videolm.data.synthetic import render_sample, write_video
 from videolm.models.common import Optim
 from videolm.models.pllava import LoRA, PLLaVAConfig, PLLaVAModule
 
@@ -24,14 +23,7 @@ def test_read_both_layouts(tmp_path):
 
 
 def test_lora_finetune_freezes_vision_and_base(tmp_path, tiny_llava):
-    records = []
-    for i in range(4):
-        frames, meta = render_sample(i, num_frames=8)
-        write_video(tmp_path / f"{i}.mp4", frames)
-        records.append({"video": f"{i}.mp4", "conversations": [
-            {"from": "human", "value": "<video>\nDescribe the video."}, {"from": "gpt", "value": meta["caption"]},
-            {"from": "human", "value": meta["qa"][0]["question"]}, {"from": "gpt", "value": meta["qa"][0]["answer"]}]})
-    tok = tiny_llava(tmp_path, records)
+    tok = tiny_llava(tmp_path, question=True)
 
     module = PLLaVAModule(PLLaVAConfig(pooling_shape=(4, 2, 2), num_frames=4), optim=Optim(lr=1e-2),
                           pretrained=str(tmp_path / "llava"), lora=LoRA(r=4, alpha=8))
