@@ -6,14 +6,19 @@
 The folder side is ``VideoDataset`` over the manifest with a torch ``DataLoader``; the shard side is
 ``StreamingVideoDataset`` over ``videolm data shard``'s output with litdata's ``StreamingDataLoader``.
 Both: the same videos in the same order (no shuffle), 8 TSN frames (test mode), the test transform,
-batches of 8, 1 and 2 workers (persistent; per loader one warm-up epoch, then ``--rounds`` timed
-epochs; each side runs twice, alternating, one loader alive at a time; the median epoch is reported).
+batches of 8, 1 and 2 workers (persistent, started by ``spawn``; ``--workers 0`` reads in the main process).
+
+Both loaders are alive at once and their epochs alternate (folder, shards, then shards, folder, ...),
+after one warm-up epoch each; an epoch's clips/s is divided by that of the other side's epoch beside it,
+and the median of these ``--rounds`` paired ratios is reported with its range. On a 2-core VM one
+loader's epochs spread by +-25%, so a slow drift of the machine must not fall on one side: run one after
+the other in one process (folder first), the same loaders read 0.91x with 1 worker, and 1.20x with the
+order swapped.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import tempfile
 import time
@@ -22,15 +27,16 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from videolm.data.datasets import VideoDataset, collate
-from videolm.data.streaming import StreamingVideoDataset, streaming_loader, write_shards
+from videolm.data.streaming import ResumableStreamingLoader, StreamingVideoDataset, write_shards
 from videolm.data.transforms import VideoTransform
 
 
-def epoch_seconds(loader) -> tuple[float, int]:
+def clips_per_second(loader, expected: int) -> float:
     start, clips = time.perf_counter(), 0
     for batch in loader:
         clips += len(batch["video"])
-    return time.perf_counter() - start, clips
+    assert clips == expected, f"an epoch gave {clips} clips, expected {expected}"
+    return clips / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -41,8 +47,8 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=64, help="crop size of the test transform")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="loader workers (0: read in this process)")
+    p.add_argument("--rounds", type=int, default=10, help="timed epochs of each side")
     p.add_argument("--chunk-bytes", default="64MB")
     a = p.parse_args()
 
@@ -54,28 +60,29 @@ def main() -> None:
         manifest = Path(generate_corpus(tmp / "corpus", videos=a.videos, seed=0)) / "train.jsonl"
     write_shards([manifest], str(tmp / "shards"), chunk_bytes=a.chunk_bytes, workers=1)
     kwargs = dict(num_frames=a.frames, sampler="segment", transform=VideoTransform(a.size), train=False)
-    folder = VideoDataset(manifest, **kwargs)
-    shards = StreamingVideoDataset(tmp / "shards", shuffle=False, **kwargs)
-    print(f"{len(folder)} videos from {manifest}; shards: {tmp / 'shards'}")
-    print(f"{'workers':>7}  {'folder clips/s':>14}  {'shards clips/s':>14}  {'shards / folder':>15}")
-    make = {
-        "folder": lambda w: DataLoader(folder, batch_size=a.batch_size, num_workers=w, collate_fn=collate,
-                                       persistent_workers=True),
-        "shards": lambda w: streaming_loader(shards, a.batch_size, w, collate),
-    }
+    print(f"{len(VideoDataset(manifest))} videos from {manifest}; shards: {tmp / 'shards'}")
+    print(f"{'workers':>7}  {'folder clips/s':>14}  {'shards clips/s':>14}  {'shards / folder':>15}  {'range':>11}")
     for workers in a.workers:
-        rates = {}
-        for name in ("folder", "shards", "folder", "shards"):  # twice each, alternating (load drift)
-            loader = make[name](workers)  # one loader alive at a time: no workers idle or forked into the other
-            epoch_seconds(loader)  # warm-up: worker start, page cache
-            for _ in range(a.rounds):
-                seconds, clips = epoch_seconds(loader)
-                assert clips == len(folder), f"{name}: {clips} clips, expected {len(folder)}"
-                rates.setdefault(name, []).append(clips / seconds)
-            del loader
-            gc.collect()  # its workers stop before the next loader forks its own
+        # new datasets per loader pair: one read in this process holds open chunks, which spawn cannot pickle
+        folder = VideoDataset(manifest, **kwargs)
+        shards = StreamingVideoDataset(tmp / "shards", shuffle=False, **kwargs)
+        # spawned workers: neither loader's workers inherit the other loader (fork would copy it)
+        common = dict(batch_size=a.batch_size, num_workers=workers, collate_fn=collate)
+        if workers > 0:
+            common.update(persistent_workers=True, multiprocessing_context="spawn")
+        loaders = {"folder": DataLoader(folder, **common), "shards": ResumableStreamingLoader(shards, **common)}
+        for loader in loaders.values():
+            clips_per_second(loader, len(folder))  # warm-up: worker start, page cache
+        rates: dict[str, list[float]] = {"folder": [], "shards": []}
+        for r in range(a.rounds):
+            for name in ("folder", "shards") if r % 2 == 0 else ("shards", "folder"):
+                rates[name].append(clips_per_second(loaders[name], len(folder)))
+        del loaders
+        ratios = sorted(s / f for s, f in zip(rates["shards"], rates["folder"]))
         f, s = statistics.median(rates["folder"]), statistics.median(rates["shards"])
-        print(f"{workers:>7}  {f:>14.1f}  {s:>14.1f}  {s / f:>14.2f}x", flush=True)
+        print(f"{workers:>7}  {f:>14.1f}  {s:>14.1f}  {statistics.median(ratios):>14.2f}x  "
+              f"{ratios[0]:.2f}-{ratios[-1]:.2f}", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -213,6 +213,24 @@ def test_sort_frame_embedding_tags_each_frames_tokens():
         assert not torch.allclose(tagged.sort(video, texts, frames), tagged.sort(flipped, texts, frames), atol=1e-3)
 
 
+
+def test_sort_input_cls_sorts_from_the_video_cls_alone():
+    torch.manual_seed(0)
+    model = TVTS({"preset": "tiny", "mask_ratio": 0.0, "sort_input": "cls"}).eval()
+    videos, tokens = torch.randn(2, 4, 3, 64, 64), model.tokenize([f"text {i}" for i in range(8)])
+    with torch.no_grad():
+        out = model(videos, tokens, generator=torch.Generator().manual_seed(0))
+        cls = model.video_tokens(videos)[:, :1]
+        text = model.encode_text(tokens).view(2, 4, -1)
+        shuffled = text.gather(1, out["sort_target"][..., None].expand(-1, -1, text.shape[-1]))
+        torch.testing.assert_close(out["sort_logits"], model.sort(cls, shuffled))
+        every = model.sort(model.video_tokens(videos), shuffled)  # what the official input would give
+    assert not torch.allclose(out["sort_logits"], every, atol=1e-4)
+    with pytest.raises(ValueError, match="sort_input"):
+        TVTS({"preset": "tiny", "sort_input": "patches"})
+    with pytest.raises(ValueError, match="sort_frame_embedding"):
+        TVTS({"preset": "tiny", "sort_input": "cls", "sort_frame_embedding": True})
+
 # -- v1's text tower: a transformers encoder ---------------------------------------------------------------
 
 

@@ -36,9 +36,11 @@ their wording alone, and the video never tells which way time runs (held-out exa
 the official ``randn`` temporal embedding). With no dropping and ``sort_frame_embedding`` (a learned
 per-frame vector, std 0.5 at the start, added to the video tokens entering the sort transformer) exact
 sort reached 0.76. The linear probe on the video CLS then stays below frame averaging's 50% cap
-(46.7%): the sort transformer reads the order from the tag, and the tower has no reason to carry it.
-With the tower's temporal embedding at std 0.5 instead (``temporal_embedding_std``) and no tag, the
-probe reached 55.3% but sorting failed (0.10) (scripts/experiments/tvts_probe.py). So
+(46.7%): the tag lets the sort transformer sort from what each frame shows, and the tower need not
+carry the order. Without the tag the probe reaches 55.3%, past the cap (the tower's temporal embedding
+at std 0.5, ``temporal_embedding_std``; the same tower with the sort loss off: 50.0%), but sorting
+stays at the reversal plateau (0.10-0.15), also with that embedding at std 2 or with the sort reading
+the video CLS alone (``sort_input: cls``); scripts/experiments/tvts_probe.py has the runs. So
 ``configs/tvts/synthetic.yaml`` uses the tag and no dropping; the paper's B/16 recipe (196 patches
 a frame) keeps the official model. v1's MAE-ViT video tower is out of scope (its DistilBERT text tower
 is ``text_model``); v1 sorts the 768-d features before the projections, here the sort transformer
@@ -71,9 +73,12 @@ class TVTSConfig:
     ``text_trainable_blocks``: the last text blocks trained (None: the whole text tower).
     ``sort_frame_embedding``: add a learned per-frame embedding to the video tokens entering the sort
     transformer (not in the official model, whose checkpoints load with it off; see the module
-    docstring for why the synthetic configs turn it on). ``temporal_embedding_std``: the initial scale
-    of the tower's temporal embedding (0: the image model at the start; the official code: width^-0.5). ``text_model``: a transformers encoder (folder
-    or hub id, e.g. ``distilbert-base-uncased``, v1's) as the text tower instead of CLIP's; its
+    docstring for why the synthetic configs turn it on). ``sort_input``: what of the video the sort
+    transformer reads: ``tokens`` (every visible token, the official model) or ``cls`` (the video CLS
+    alone, so the order must be in the embedding that downstream tasks read). ``temporal_embedding_std``:
+    the initial scale of the tower's temporal embedding (0: the image model at the start; the official
+    code: width^-0.5). ``text_model``: a transformers encoder (folder or hub id, e.g.
+    ``distilbert-base-uncased``, v1's) as the text tower instead of CLIP's; its
     tokenizer is read from the same place (so is the encoder when a checkpoint is loaded);
     ``text_max_length``: its token limit."""
 
@@ -88,6 +93,7 @@ class TVTSConfig:
     temperature: float = 0.05
     sort_weight: float = 2.0
     sort_frame_embedding: bool = False
+    sort_input: str = "tokens"
     temporal_embedding_std: float = 0.0
     text_trainable_blocks: int | None = 3
     text_model: str | None = None
@@ -177,6 +183,10 @@ class TVTS(CLIPVideoModel):
         c = as_config(TVTSConfig, config)
         if not 0.0 <= c.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {c.mask_ratio}")
+        if c.sort_input not in ("tokens", "cls"):
+            raise ValueError(f"sort_input must be 'tokens' or 'cls', got {c.sort_input!r}")
+        if c.sort_input == "cls" and c.sort_frame_embedding:
+            raise ValueError("sort_frame_embedding tags the frames' tokens, which sort_input='cls' leaves out")
         super().__init__(c, drop_path=c.drop_path, vision_block=SpaceTimeBlock)
         self.clip.logit_scale.requires_grad_(False)  # TVTS uses a fixed temperature
         if c.text_model is not None:  # v1: a transformers encoder replaces CLIP's text tower
@@ -272,7 +282,8 @@ class TVTS(CLIPVideoModel):
         video = self.video_tokens(videos, generator=generator)
         order = torch.stack([torch.randperm(k, generator=generator) for _ in range(b)]).to(videos.device)
         shuffled = text.detach().gather(1, repeat(order, "b k -> b k e", e=text.shape[-1]))
-        return {"video": video[:, 0], "text": text.mean(1), "sort_logits": self.sort(video, shuffled, videos.shape[1]),
+        seen = video if self.config.sort_input == "tokens" else video[:, :1]
+        return {"video": video[:, 0], "text": text.mean(1), "sort_logits": self.sort(seen, shuffled, videos.shape[1]),
                 "sort_target": order}
 
 
