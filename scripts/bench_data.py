@@ -60,11 +60,11 @@ def main() -> None:
         manifest = Path(generate_corpus(tmp / "corpus", videos=a.videos, seed=0)) / "train.jsonl"
     write_shards([manifest], str(tmp / "shards"), chunk_bytes=a.chunk_bytes, workers=1)
     kwargs = dict(num_frames=a.frames, sampler="segment", transform=VideoTransform(a.size), train=False)
-    print(f"{len(VideoDataset(manifest))} videos from {manifest}; shards: {tmp / 'shards'}")
+    folder = VideoDataset(manifest, **kwargs)
+    print(f"{len(folder)} videos from {manifest}; shards: {tmp / 'shards'}")
     print(f"{'workers':>7}  {'folder clips/s':>14}  {'shards clips/s':>14}  {'shards / folder':>15}  {'range':>11}")
     for workers in a.workers:
-        # new datasets per loader pair: one read in this process holds open chunks, which spawn cannot pickle
-        folder = VideoDataset(manifest, **kwargs)
+        # a new shard dataset per loader pair: one read in this process holds open chunks, which spawn cannot pickle
         shards = StreamingVideoDataset(tmp / "shards", shuffle=False, **kwargs)
         # spawned workers: neither loader's workers inherit the other loader (fork would copy it)
         common = dict(batch_size=a.batch_size, num_workers=workers, collate_fn=collate)

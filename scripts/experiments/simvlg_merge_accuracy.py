@@ -1,9 +1,11 @@
 """SimVLG on the synthetic corpus with and without token merging: same model, seed and steps.
 
-Trains the quick-start SimVLG (frozen tower: ``--tower``, default the bundled image-pretrained clip-tiny) twice with Lightning (temporal merging + connector merging r per layer,
-vs none) and prints, for each, the colour / shape / motion accuracy of its greedy test captions
-(``videolm.data.synthetic.caption_attribute_accuracy``), the visual tokens the LM sees, and the training time. The tower is frozen,
-so its tokens are computed once per video (8 frames, test-time sampling) and the runs train from them.
+Trains the quick-start SimVLG (frozen tower: ``--tower``, default the bundled image-pretrained
+clip-tiny) twice with Lightning (temporal merging + connector merging r per layer, vs none) and
+prints, for each, the colour / shape / motion accuracy of its greedy test captions
+(``videolm.data.synthetic.caption_attribute_accuracy``), the visual tokens the LM sees, and the
+training time. The tower is frozen, so its tokens are computed once per video (8 frames, test-time
+sampling) and the runs train from them.
 
     python3 scripts/experiments/simvlg_merge_accuracy.py [--corpus data/synthetic_1200 --videos 1200 --epochs 20]
 """

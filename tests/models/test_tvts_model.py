@@ -213,7 +213,6 @@ def test_sort_frame_embedding_tags_each_frames_tokens():
         assert not torch.allclose(tagged.sort(video, texts, frames), tagged.sort(flipped, texts, frames), atol=1e-3)
 
 
-
 def test_sort_input_cls_sorts_from_the_video_cls_alone():
     torch.manual_seed(0)
     model = TVTS({"preset": "tiny", "mask_ratio": 0.0, "sort_input": "cls"}).eval()
@@ -230,6 +229,7 @@ def test_sort_input_cls_sorts_from_the_video_cls_alone():
         TVTS({"preset": "tiny", "sort_input": "patches"})
     with pytest.raises(ValueError, match="sort_frame_embedding"):
         TVTS({"preset": "tiny", "sort_input": "cls", "sort_frame_embedding": True})
+
 
 # -- v1's text tower: a transformers encoder ---------------------------------------------------------------
 

@@ -40,9 +40,10 @@ class SimVLGConfig:
 
     ``llm``: a transformers causal-LM folder (model + tokenizer with BOS, EOS and PAD tokens).
     ``model_name``, ``pretrained``, ``clip_config``: the open_clip tower (``create_clip``; ``model_name``
-    may be the zoo name of an open_clip tower, e.g. the bundled ``clip-tiny``); only ``visual`` is kept. ``connector_dim``, ``connector_depth``, ``connector_heads``: the connector (dim: the tower's
-    width). ``r``, ``r_mode``: tokens merged per connector layer, ``constant`` / ``decreasing`` or a
-    per-layer list. ``vision_r``: tokens merged per block inside the frozen tower (0: none).
+    may be the zoo name of an open_clip tower, e.g. the bundled ``clip-tiny``); only ``visual`` is kept.
+    ``connector_dim``, ``connector_depth``, ``connector_heads``: the connector (dim: the tower's width).
+    ``r``, ``r_mode``: tokens merged per connector layer, ``constant`` / ``decreasing`` or a per-layer
+    list. ``vision_r``: tokens merged per block inside the frozen tower (0: none).
     ``temporal_r``: frames merged away at each spatial position before the connector (video only).
     ``max_frames``: frames the temporal module's frame embedding holds; ``num_frames``: frames sampled per
     video at inference. ``freeze_llm`` / ``freeze_vision``: keep the LM / tower frozen (the paper).
