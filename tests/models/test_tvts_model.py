@@ -196,6 +196,18 @@ def test_fit_logs_loss_sort_acc_and_sort_exact(tmp_path):
         torch.testing.assert_close(loaded.encode_video(video), module.model.eval().encode_video(video))
 
 
+@pytest.mark.parametrize("weights", [(1.0, 2.0), (0.0, 2.0), (1.0, 0.0)])
+def test_loss_weighs_the_contrastive_and_sort_terms(weights):
+    contrastive_weight, sort_weight = weights
+    torch.manual_seed(0)
+    module = TVTSModule({"preset": "tiny", "contrastive_weight": contrastive_weight, "sort_weight": sort_weight})
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    m = trainer.validate(module, DataLoader(Sorted(4), batch_size=4, collate_fn=collate), verbose=False)[0]
+    assert m["val/sort"] > 0 and m["val/contrastive"] > 0
+    expected = contrastive_weight * m["val/contrastive"] + sort_weight * m["val/sort"]
+    assert m["val/loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_sort_frame_embedding_tags_each_frames_tokens():
     torch.manual_seed(0)
     tagged = TVTS({"preset": "tiny", "mask_ratio": 0.0, "sort_frame_embedding": True}).eval()

@@ -40,7 +40,9 @@ sort reached 0.76. The linear probe on the video CLS then stays below frame aver
 carry the order. Without the tag the probe reaches 55.3%, past the cap (the tower's temporal embedding
 at std 0.5, ``temporal_embedding_std``; the same tower with the sort loss off: 50.0%), but sorting
 stays at the reversal plateau (0.10-0.15), also with that embedding at std 2 or with the sort reading
-the video CLS alone (``sort_input: cls``); scripts/experiments/tvts_probe.py has the runs. So
+the video CLS alone (``sort_input: cls``); scripts/experiments/tvts_probe.py has the runs, and
+scripts/experiments/tvts_sort_curve.py the sort's training curves (without the tag it also stays on
+the plateau with the contrastive term off or the temporal attention frozen). So
 ``configs/tvts/synthetic.yaml`` uses the tag and no dropping; the paper's B/16 recipe (196 patches
 a frame) keeps the official model. v1's MAE-ViT video tower is out of scope (its DistilBERT text tower
 is ``text_model``); v1 sorts the 768-d features before the projections, here the sort transformer
@@ -75,11 +77,12 @@ class TVTSConfig:
     transformer (not in the official model, whose checkpoints load with it off; see the module
     docstring for why the synthetic configs turn it on). ``sort_input``: what of the video the sort
     transformer reads: ``tokens`` (every visible token, the official model) or ``cls`` (the video CLS
-    alone, so the order must be in the embedding that downstream tasks read). ``temporal_embedding_std``:
-    the initial scale of the tower's temporal embedding (0: the image model at the start; the official
-    code: width^-0.5). ``text_model``: a transformers encoder (folder or hub id, e.g.
-    ``distilbert-base-uncased``, v1's) as the text tower instead of CLIP's; its
-    tokenizer is read from the same place (so is the encoder when a checkpoint is loaded);
+    alone, so the order must be in the embedding that downstream tasks read). ``sort_weight``,
+    ``contrastive_weight``: the weights of the two loss terms (2 and 1 in the paper; an ablation may
+    turn either off). ``temporal_embedding_std``: the initial scale of the tower's temporal embedding
+    (0: the image model at the start; the official code: width^-0.5). ``text_model``: a transformers
+    encoder (folder or hub id, e.g. ``distilbert-base-uncased``, v1's) as the text tower instead of
+    CLIP's; its tokenizer is read from the same place (so is the encoder when a checkpoint is loaded);
     ``text_max_length``: its token limit."""
 
     clip: str = "ViT-B-16"
@@ -92,6 +95,7 @@ class TVTSConfig:
     sort_heads: int = 8
     temperature: float = 0.05
     sort_weight: float = 2.0
+    contrastive_weight: float = 1.0
     sort_frame_embedding: bool = False
     sort_input: str = "tokens"
     temporal_embedding_std: float = 0.0
@@ -334,7 +338,7 @@ class TVTSModule(VideoModule):
         contrastive = 2 * contrastive_loss(self, out["video"], out["text"], 1.0 / c.temperature)
         logits, target = out["sort_logits"], out["sort_target"]
         sort = F.cross_entropy(logits.flatten(0, 1), target.flatten())
-        loss = contrastive + c.sort_weight * sort
+        loss = c.contrastive_weight * contrastive + c.sort_weight * sort
         right = logits.argmax(-1) == target
         n = len(videos)
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n, sync_dist=stage != "train")
