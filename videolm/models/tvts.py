@@ -41,7 +41,7 @@ carry the order. Without the tag the probe reaches 55.3%, past the cap (the towe
 at std 0.5, ``temporal_embedding_std``; the same tower with the sort loss off: 50.0%), but sorting
 stays at the reversal plateau (0.10-0.15), also with that embedding at std 2 or with the sort reading
 the video CLS alone (``sort_input: cls``); scripts/experiments/tvts_probe.py has the runs, and
-scripts/experiments/tvts_sort_curve.py the sort's training curves (without the tag it also stays on
+its ``--curve`` the sort's training curves (without the tag it also stays on
 the plateau with the contrastive term off or the temporal attention frozen). So
 ``configs/tvts/synthetic.yaml`` uses the tag and no dropping; the paper's B/16 recipe (196 patches
 a frame) keeps the official model. v1's MAE-ViT video tower is out of scope (its DistilBERT text tower
