@@ -1,11 +1,16 @@
 """The `videolm` command end to end: LightningCLI fit / test / resume, DDP on CPU, data subcommand."""
 
+import json
 import os
+import random
 import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
+
+from videolm.models.mean_clip import FrameMeanCLIP
 
 CONFIG = "configs/quickstart/mean_clip.yaml"
 
@@ -59,6 +64,31 @@ def test_ddp_two_cpu_processes(corpus, tmp_path):
     log = out.stdout + out.stderr
     assert "GLOBAL_RANK: 1" in log or "distributed_backend=gloo" in log
     assert (run / "ckpt" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_with_broken_videos_finishes_its_epoch_and_names_them(corpus, tmp_path):
+    """Half the training videos are random bytes, one per batch: every rank still steps on every batch
+    (a failed sample is replaced by a good one of the data), rank 0 names every rank's bad files."""
+    rows = []
+    for k, line in enumerate((corpus / "train.jsonl").read_text().splitlines()[:4]):
+        good = json.loads(line) | {"video": str(corpus / json.loads(line)["video"])}
+        (tmp_path / f"bad_{k}.mp4").write_bytes(random.Random(k).randbytes(4096))
+        rows += [good, good | {"video": str(tmp_path / f"bad_{k}.mp4")}]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "ddp"
+    args = overrides(corpus, run) + [f"--data.init_args.train={tmp_path / 'train.jsonl'}", "--data.init_args.batch_size=1",
+                                     "--trainer.limit_train_batches=null", "--trainer.strategy=ddp",
+                                     "--trainer.devices=2", "--trainer.accelerator=cpu"]
+    out = videolm("fit", *args, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = next(line for line in out.stderr.splitlines() if "failed to load and were replaced" in line)
+    assert "4 sample(s)" in report and all(f"bad_{k}.mp4" in report for k in range(4)), report
+    trained = torch.load(run / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert trained["global_step"] == 4  # 8 samples, 2 ranks, batches of 1: every batch stepped
+    start = FrameMeanCLIP(config={"clip": "clip-tiny", "pretrained": None}).state_dict()
+    moved = [k for k, v in trained["state_dict"].items() if k in start and not torch.equal(v, start[k])]
+    assert moved, "no weight changed"
 
 
 def test_data_synthetic_subcommand(tmp_path):

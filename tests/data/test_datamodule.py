@@ -37,16 +37,20 @@ def _with_bad_video(corpus, tmp_path):
 
 def test_bad_video_policies(corpus, tmp_path):
     root = _with_bad_video(corpus, tmp_path)
-    skip = VideoDataset(root / "train.jsonl", num_frames=4, transform=VideoTransform(32))
-    assert "video" not in skip[1] and "broken.mp4" in skip[1]["errors"][0]
-    batch = collate([skip[0], skip[1], skip[2]])
-    assert batch["video"].shape[0] == 2 and len(batch["errors"]) == 1
-    replace = VideoDataset(root / "train.jsonl", num_frames=4, transform=VideoTransform(32), on_error="replace")
+    replace = VideoDataset(root / "train.jsonl", num_frames=4, transform=VideoTransform(32))
+    assert replace.on_error == "replace"
     s = replace[1]
     assert s["video"].shape == (4, 3, 32, 32) and s["index"] == 2 and "broken.mp4" in s["errors"][0]
+    batch = collate([replace[0], replace[1], replace[2]])  # the batch stays full; the failure rides along
+    assert batch["video"].shape[0] == 3 and batch["index"].tolist() == [0, 2, 2] and len(batch["errors"]) == 1
+    with pytest.raises(ValueError, match="on_error must be one of"):
+        VideoDataset(root / "train.jsonl", num_frames=4, on_error="skip")
     strict = VideoDataset(root / "train.jsonl", num_frames=4, on_error="raise")
     with pytest.raises(VideoDecodeError, match="broken.mp4"):
         strict[1]
+    (root / "all_bad.jsonl").write_text('{"video": "videos/broken.mp4"}\n{"video": "videos/missing.mp4"}\n')
+    with pytest.raises(ManifestError, match=r"all_bad.jsonl.*none of its 2 samples loads.*missing.mp4: file not found"):
+        VideoDataset(root / "all_bad.jsonl", num_frames=4)[1]
 
 
 def test_datamodule_loaders_and_class_names(corpus):
@@ -138,7 +142,7 @@ def test_window_frames_are_the_ones_inside(video_writer, tmp_path):
         assert idx.min() >= 16 and idx.max() < 28, idx  # frames 16..27 are shown in [2, 3.5) s
         assert [frame_index(f.numpy()) for f in s["video"]] == [i % 15 for i in idx.tolist()]
         assert torch.allclose(s["timestamps"], idx / 8.0) and s["timestamps"].min() >= 2.0
-        assert "video" not in ds[1] and "holds no frame" in ds[1]["errors"][0]  # window after the video's end
+        assert ds[1]["index"] == 0 and "holds no frame" in ds[1]["errors"][0]  # window after the video's end
     assert len(VideoDataset(tmp_path / "w.jsonl", fps=4)[0]["frame_indices"]) == 6  # 1.5 s at 4 fps
 
 

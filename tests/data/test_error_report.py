@@ -34,7 +34,7 @@ def _fit(module, data, tmp_path):
         trainer.fit(module, data)
     report = [c for c in trainer.callbacks if isinstance(c, DecodeErrorReport)]
     assert len(report) == 1
-    return report[0].reports, [str(w.message) for w in caught if "failed to decode" in str(w.message)]
+    return report[0].reports, [str(w.message) for w in caught if "failed to load" in str(w.message)]
 
 
 def test_fit_reports_training_failures_as_training(corpus, tmp_path, tiny_module):

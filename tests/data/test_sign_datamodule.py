@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from videolm.backbones.cnn import create_frame_encoder
+from videolm.io import VideoDecodeError
 from videolm.data.sign_datamodule import SignDataModule, SignDataset, SignTransform, frame_indices, sign_collate
 from videolm.nn.temporal import TemporalConv
 
@@ -39,8 +40,8 @@ def test_sign_transform_one_draw_per_clip():
 
 def test_sign_collate_pads_like_gfslt():
     samples = [{"video": torch.arange(5.0).view(5, 1, 1, 1).expand(5, 3, 2, 2), "index": 0, "sentence": "a"},
-               {"errors": ["x.mp4: bad"]},
-               {"video": torch.arange(3.0).view(3, 1, 1, 1).expand(3, 3, 2, 2), "index": 1, "sentence": "b"}]
+               {"video": torch.arange(3.0).view(3, 1, 1, 1).expand(3, 3, 2, 2), "index": 1, "sentence": "b",
+                "errors": ["x.mp4: bad"]}]
     batch = sign_collate(samples)
     # ceil(n / 4) * 4 + 16 frames: 8 copies of the first frame, the clip, then copies of the last one
     assert batch["length"].tolist() == [24, 20] and batch["video"].shape == (2, 24, 3, 2, 2)
@@ -62,9 +63,10 @@ def test_sign_dataset_reads_phoenix_and_reports_failures(tmp_path):
     assert dataset[1]["video"].shape[0] == 3
     for png in (root / "features/fullFrame-210x260px/train" / SAMPLES["train"][1][0]).iterdir():
         png.unlink()
-    assert "zero frames" in dataset[1]["errors"][0]
-    replaced = SignDataset(root, "train", on_error="replace")[1]
-    assert replaced["name"] == SAMPLES["train"][0][0] and replaced["errors"]
+    replaced = dataset[1]  # on_error="replace" (the default): the next sample, wrapping, stands in
+    assert "zero frames" in replaced["errors"][0] and replaced["name"] == SAMPLES["train"][0][0]
+    with pytest.raises(VideoDecodeError, match="zero frames"):
+        SignDataset(root, "train", on_error="raise")[1]
 
 
 class TinyTranslatorStandIn(pl.LightningModule):

@@ -1,5 +1,5 @@
 """VideoDataset / VideoDataModule with ``transcript_windows``: K window texts per sample, frames TSN over
-the transcript's span, videos with too few filled windows (or a bad transcript) skipped and reported."""
+the transcript's span, videos with too few filled windows (or a bad transcript) replaced and reported."""
 
 import json
 import warnings
@@ -43,7 +43,7 @@ def test_frames_come_from_the_span_only(tmp_path, video_writer):
         assert [int(i) // 4 for i in idx] == [2, 3, 4, 5]  # one random frame per 0.5 s window
 
 
-def test_too_few_windows_and_bad_transcripts_are_skipped(tmp_path, video_writer):
+def test_too_few_windows_and_bad_transcripts_are_replaced(tmp_path, video_writer):
     for name in ("good", "sparse", "broken"):
         video_writer(f"{name}.mp4", _frames(16), fps=8)
     (tmp_path / "good.srt").write_text("1\n00:00:00,000 --> 00:00:02,000\nthe words spread over all of four windows\n")
@@ -53,19 +53,17 @@ def test_too_few_windows_and_bad_transcripts_are_skipped(tmp_path, video_writer)
     records = [{"video": f"{n}.mp4"} for n in ("good", "sparse", "broken")]
     ds = VideoDataset(records, root=tmp_path, num_frames=4, transcript_windows=4, gap=0.0)
     assert ds[0]["windows"] == ["the words", "spread over", "all of", "four windows"]
-    sparse, broken = ds[1], ds[2]
-    assert "video" not in sparse and "sparse.mp4: 2 of 4 transcript windows have words" in sparse["errors"][0]
-    assert "video" not in broken and "broken.vtt" in broken["errors"][0]
-    assert ds.on_error == "skip"
+    sparse, broken = ds[1], ds[2]  # each replaced by the next good one (wrapping to good.mp4)
+    assert sparse["path"].endswith("good.mp4") and "sparse.mp4: 2 of 4 transcript windows have words" in sparse["errors"][0]
+    assert broken["path"].endswith("good.mp4") and "broken.vtt" in broken["errors"][0]
     with pytest.raises(TooFewWindows, match="sparse.mp4"):
         VideoDataset(records, root=tmp_path, num_frames=4, transcript_windows=4, gap=0.0, on_error="raise")[1]
-    replaced = VideoDataset(records, root=tmp_path, num_frames=4, transcript_windows=4, gap=0.0, on_error="replace")[1]
-    assert replaced["windows"] == ["the words", "spread over", "all of", "four windows"] and len(replaced["errors"]) == 2
+    assert sparse["windows"] == ["the words", "spread over", "all of", "four windows"] and len(sparse["errors"]) == 2
     with pytest.raises(ValueError, match="transcript_windows"):
         VideoDataset(records, root=tmp_path, fps=2.0, transcript_windows=4)
 
 
-def test_data_module_reports_skipped_videos_in_a_fit(corpus, tmp_path, tiny_module):
+def test_data_module_reports_replaced_videos_in_a_fit(corpus, tmp_path, tiny_module):
     lines = (corpus / "train.jsonl").read_text().splitlines()[:6]
     sparse = json.loads(lines[0])
     sparse["transcript"] = [{"start": 0.0, "end": 0.4, "text": "only the first window"},

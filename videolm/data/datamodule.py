@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
@@ -18,7 +19,9 @@ from videolm.data.transforms import VideoTransform
 
 
 class DecodeErrorReport(pl.Callback):
-    """Counts the samples that failed to decode, per stage, and reports them at the end of each epoch.
+    """Counts the samples that failed to load (each replaced in its batch by another, see
+    :func:`~videolm.data.datasets.load_or_replace`), per stage, and reports them by name at the end of
+    each epoch; in a distributed run rank 0 reports every rank's failures.
 
     Each stage (``train``, ``validation``, ``test``, ``predict``) keeps its own list, so failures of the
     training samples are reported as training's even when validation runs in the middle of a training
@@ -49,12 +52,16 @@ class DecodeErrorReport(pl.Callback):
 
     def _report(self, trainer, stage: str, label: str) -> None:
         errors, self.errors[stage] = self.errors[stage], []
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1:
+            every = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(every, errors)  # every rank reaches the epoch's end
+            errors = [e for rank in every for e in rank]
         if not errors:
             return
         self.reports.append({"stage": stage, "epoch": trainer.current_epoch, "errors": errors})
         if trainer.is_global_zero:
             shown = "; ".join(errors[:5]) + (" ..." if len(errors) > 5 else "")
-            rank_zero_warn(f"{label}: {len(errors)} sample(s) failed to decode and were skipped: {shown}")
+            rank_zero_warn(f"{label}: {len(errors)} sample(s) failed to load and were replaced by others: {shown}")
 
     def on_train_epoch_end(self, trainer, pl_module):
         self._report(trainer, "train", f"epoch {trainer.current_epoch} (train)")
@@ -131,7 +138,8 @@ class VideoDataModule(pl.LightningDataModule):
         image_size, mean: crop size and normalisation (``clip`` or ``imagenet``).
         test_num_clips, test_num_crops: multi-view testing (views averaged by the model).
         few_shot: if set, train on this many examples per class (drawn with ``seed``).
-        on_error: ``skip`` (default), ``replace`` or ``raise`` for videos that fail to decode.
+        on_error: ``replace`` (default: the next sample that loads takes its place) or ``raise`` for
+            videos that fail to decode.
         transcript_windows, gap, transcript_length: K transcript windows per video (TVTS; see
             :class:`~videolm.data.datasets.VideoDataset`); a video with fewer than K windows holding a
             word is skipped and reported like a decode error.
@@ -163,7 +171,7 @@ class VideoDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         num_workers: int = 2,
         backend: str = "auto",
-        on_error: str = "skip",
+        on_error: str = "replace",
         kinetics_pattern: str = KINETICS_CLIPS,
         transcript_windows: int | None = None,
         gap: float = 1.0,

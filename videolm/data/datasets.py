@@ -9,10 +9,11 @@ time order) and ``window_bounds`` (their ``(start, end)`` seconds), and its fram
 over the span the windows cover (see :mod:`videolm.data.transcripts`). Frames come by count (``num_frames``) or by rate (``fps`` with ``min_frames`` /
 ``max_frames``), only from inside the row's ``start`` / ``end`` window when it has one.
 
-A sample that fails to decode (or, with transcript windows, has a bad transcript or fewer than K windows
-with words) is skipped (``on_error="skip"``: dropped from its batch and counted),
-replaced by the next good sample (``"replace"``) or raised (``"raise"``); :func:`collate` carries the
-failures to the main process.
+A sample that fails to load (a video that fails to decode, or, with transcript windows, a bad transcript
+or fewer than K windows with words) is replaced by the next one that loads (``on_error="replace"``, the
+default) or raised (``"raise"``): see :func:`load_or_replace`. A batch is therefore always full, so every
+rank of a distributed run takes a step on every batch; :func:`collate` carries the failures to the main
+process, where :class:`~videolm.data.datamodule.DecodeErrorReport` names them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,30 @@ from videolm.data.transcripts import TooFewWindows, TranscriptError, load_transc
 from videolm.io import VideoDecodeError, VideoReader
 
 SAMPLERS = MODES
-ON_ERROR = ("skip", "replace", "raise")
+ON_ERROR = ("replace", "raise")
+LOAD_ERRORS = (VideoDecodeError, IndexError, OSError, TranscriptError, TooFewWindows)
+
+
+def load_or_replace(load: Callable[[int], dict], i: int, n: int, on_error: str, source) -> dict:
+    """``load(i)``, or, when it fails and ``on_error`` is ``"replace"``, ``load`` of the next index that
+    loads (``i + 1``, ``i + 2``, ... wrapping at ``n``). The failures ride along in the sample's
+    ``errors`` (their messages name the files). Raises :class:`ManifestError` naming ``source`` when no
+    sample of the ``n`` loads, and the first failure itself with ``on_error="raise"``."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    errors = []
+    for k in range(n):
+        try:
+            sample = load((i + k) % n)
+        except LOAD_ERRORS as e:
+            if on_error == "raise":
+                raise
+            errors.append(str(e))
+            continue
+        if errors:
+            sample["errors"] = errors
+        return sample
+    raise ManifestError(source, None, f"none of its {n} samples loads (the first: {errors[0]})")
 
 
 def _check_label(label, where: str, num_classes: int | None) -> None:
@@ -83,7 +107,7 @@ class VideoDataset(Dataset):
         train: bool = False,
         class_names: list[str] | None = None,
         backend: str = "auto",
-        on_error: str = "skip",
+        on_error: str = "replace",
         fps: float | None = None,
         min_frames: int = 1,
         max_frames: int | None = None,
@@ -179,20 +203,7 @@ class VideoDataset(Dataset):
         return sample
 
     def __getitem__(self, i: int) -> dict:
-        tries = len(self) if self.on_error == "replace" else 1
-        errors = []
-        for k in range(tries):
-            j = (i + k) % len(self)
-            try:
-                sample = self.load(j)
-                if errors:
-                    sample["errors"] = errors
-                return sample
-            except (VideoDecodeError, IndexError, OSError, TranscriptError, TooFewWindows) as e:
-                if self.on_error == "raise":
-                    raise
-                errors.append(str(e))
-        return {"errors": errors}
+        return load_or_replace(self.load, i, len(self), self.on_error, self.source)
 
 
 def _pad_stack(values: list[torch.Tensor], dim: int, length: int, fill) -> torch.Tensor:
@@ -209,27 +220,23 @@ def _pad_stack(values: list[torch.Tensor], dim: int, length: int, fill) -> torch
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack videos, labels and frame metadata; keep other fields as lists; drop failed samples into
-    ``errors``.
+    """Stack videos, labels and frame metadata; keep other fields as lists; gather the samples' load
+    failures (see :func:`load_or_replace`) into ``errors``.
 
     Clips of different lengths (sampling by fps) are padded at the end to the longest: ``video`` with
     zeros, ``frame_indices`` with -1, ``timestamps`` with 0. ``frame_mask (B, T)`` (bool, always present
     with ``video``) is True on real frames, False on padding. ``timestamps`` is ``(B, T)`` (``(B, clips,
     T)`` with several clips), ``fps`` ``(B,)``.
     """
-    errors = [e for s in samples for e in s.get("errors", [])]
-    good = [s for s in samples if "video" in s]
-    batch: dict = {"errors": errors}
-    if not good:
-        return batch
-    videos = [s["video"] for s in good]
+    batch: dict = {"errors": [e for s in samples for e in s.get("errors", [])]}
+    videos = [s["video"] for s in samples]
     time_dim = videos[0].dim() - 4  # (T, ...) or (V, T, ...): T is 4th from the end
     lengths = [v.shape[time_dim] for v in videos]
     longest = max(lengths)
-    for key in good[0]:
+    for key in samples[0]:
         if key == "errors":
             continue
-        values = [s.get(key) for s in good]
+        values = [s.get(key) for s in samples]
         if key == "video":
             batch[key] = _pad_stack(values, time_dim, longest, 0)
         elif key in ("frame_indices", "timestamps") and all(isinstance(v, torch.Tensor) for v in values):

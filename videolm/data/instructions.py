@@ -84,7 +84,7 @@ class InstructionDataset(VideoDataset):
     """
 
     def __init__(self, path: str | Path, root: str | Path | None = None, num_frames: int = 16,
-                 image_size: int = 224, train: bool = False, on_error: str = "skip", backend: str = "auto"):
+                 image_size: int = 224, train: bool = False, on_error: str = "replace", backend: str = "auto"):
         super().__init__(
             read_instructions(path), root=root if root is not None else Path(path).parent, num_frames=num_frames,
             sampler="segment", transform=VideoTransform(image_size, train=False, resize_size=image_size),
@@ -106,7 +106,7 @@ class InstructionDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, train: str, val: str | None = None, root: str | None = None, num_frames: int = 16,
-                 image_size: int = 224, batch_size: int = 8, num_workers: int = 2, on_error: str = "skip"):
+                 image_size: int = 224, batch_size: int = 8, num_workers: int = 2, on_error: str = "replace"):
         super().__init__()
         self.save_hyperparameters()
         self.datasets: dict[str, InstructionDataset] = {}

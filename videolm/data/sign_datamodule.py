@@ -28,12 +28,11 @@ from einops import rearrange
 from torch.utils.data import DataLoader, Dataset
 
 from videolm.data.datamodule import make_loader, register_error_report
+from videolm.data.datasets import ON_ERROR, load_or_replace
 from videolm.data.sampling import uniform_indices
 from videolm.data.sign import read_sign_corpus
 from videolm.data.transforms import MEAN_STD, normalize
-from videolm.io import VideoDecodeError, VideoReader
-
-ON_ERROR = ("skip", "replace", "raise")
+from videolm.io import VideoReader
 
 
 def _rand(generator: torch.Generator | None) -> float:
@@ -94,16 +93,17 @@ def mask_last_words(sentences: list[str], rate: float = 0.15, mask_token: str = 
 
 class SignDataset(Dataset):
     """Records of :mod:`videolm.data.sign` (or a corpus ``source`` and ``split``) -> samples
-    ``{video (T, C, H, W), sentence, gloss, name, index, path}``. A clip that fails to load is skipped
-    (``on_error="skip"``: left out of its batch and counted), replaced by the next good one, or raised."""
+    ``{video (T, C, H, W), sentence, gloss, name, index, path}``. A clip that fails to load is replaced by
+    the next good one (``on_error="replace"``) or raised, as in :func:`~videolm.data.datasets.load_or_replace`."""
 
     def __init__(self, records: list[dict] | str | Path, split: str = "train", frames_root: str | None = None,
                  max_frames: int = 300, transform=None, train: bool = False, backend: str = "auto",
-                 on_error: str = "skip"):
+                 on_error: str = "replace"):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if max_frames < 1:
             raise ValueError(f"max_frames must be positive, got {max_frames}")
+        self.source = f"{records} ({split})" if isinstance(records, (str, Path)) else "sign records"
         if isinstance(records, (str, Path)):
             records = read_sign_corpus(records, split, frames_root)
         self.records = list(records)
@@ -123,32 +123,16 @@ class SignDataset(Dataset):
         return sample
 
     def __getitem__(self, i: int) -> dict:
-        tries = len(self) if self.on_error == "replace" else 1
-        errors = []
-        for k in range(tries):
-            try:
-                sample = self.load((i + k) % len(self))
-                if errors:
-                    sample["errors"] = errors
-                return sample
-            except (VideoDecodeError, IndexError, OSError) as e:
-                if self.on_error == "raise":
-                    raise
-                errors.append(str(e))
-        return {"errors": errors}
+        return load_or_replace(self.load, i, len(self), self.on_error, self.source)
 
 
 def sign_collate(samples: list[dict], context: int = 8, multiple: int = 4) -> dict:
     """Pad clips of different lengths into ``video (B, T, C, H, W)`` + ``frame_mask (B, T)`` (see the
     module docstring; ``context=0, multiple=1`` pads with zeros only); ``sentence``, ``gloss``, ``name``,
     ``path`` as lists, ``index`` and ``length`` as tensors, failures in ``errors``."""
-    errors = [e for s in samples for e in s.get("errors", [])]
-    good = [s for s in samples if "video" in s]
-    batch: dict = {"errors": errors}
-    if not good:
-        return batch
+    batch: dict = {"errors": [e for s in samples for e in s.get("errors", [])]}
     clips = []
-    for s in good:
+    for s in samples:
         video = s["video"]
         n = video.shape[0]
         right = math.ceil(n / multiple) * multiple - n + context
@@ -160,10 +144,10 @@ def sign_collate(samples: list[dict], context: int = 8, multiple: int = 4) -> di
     for b, clip in enumerate(clips):
         video[b, : clip.shape[0]] = clip
     batch.update(video=video, frame_mask=torch.arange(longest)[None] < lengths[:, None], length=lengths,
-                 index=torch.tensor([s["index"] for s in good]))
-    for key in good[0]:
+                 index=torch.tensor([s["index"] for s in samples]))
+    for key in samples[0]:
         if key not in ("video", "index", "errors"):
-            batch[key] = [s.get(key) for s in good]
+            batch[key] = [s.get(key) for s in samples]
     return batch
 
 
@@ -185,7 +169,7 @@ class SignDataModule(pl.LightningDataModule):
                  val_split: str = "dev", test_split: str = "test", max_frames: int = 300,
                  image_size: int = 224, resize: int = 256, mean: str = "imagenet", rotate: float = 30.0,
                  translate: int = 10, context: int = 8, multiple: int = 4, batch_size: int = 8,
-                 num_workers: int = 2, backend: str = "auto", on_error: str = "skip"):
+                 num_workers: int = 2, backend: str = "auto", on_error: str = "replace"):
         super().__init__()
         self.save_hyperparameters()
         self.datasets: dict[str, SignDataset] = {}

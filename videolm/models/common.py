@@ -436,8 +436,6 @@ class VideoTextClassifier(VideoModule):
         return videos.as_subclass(torch.Tensor), labels
 
     def training_step(self, batch, batch_idx):
-        if "video" not in batch:
-            return None
         videos = batch["video"]
         if self.task == "retrieval":
             video = self.model.encode_video(videos)
@@ -457,8 +455,6 @@ class VideoTextClassifier(VideoModule):
         return loss
 
     def eval_step(self, batch, stage: str) -> None:
-        if "video" not in batch:
-            return
         videos = batch["video"]
         if self.task == "retrieval":
             views = videos.shape[1] if videos.dim() == 6 else 1
@@ -491,6 +487,4 @@ class VideoTextClassifier(VideoModule):
             self.log(f"{stage}/t2v_{name}", value, prog_bar=name == "R@1")
 
     def predict_step(self, batch, batch_idx):
-        if "video" not in batch:
-            return []
         return topk_predictions(self(batch["video"]), self.class_names, batch["path"])

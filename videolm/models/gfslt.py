@@ -330,8 +330,6 @@ class GFSLTModule(VideoModule):
         return out
 
     def training_step(self, batch, batch_idx):
-        if "video" not in batch:
-            return None
         losses = self._loss(batch)
         n = len(batch["sentence"])
         for k, v in losses.items():
@@ -339,8 +337,6 @@ class GFSLTModule(VideoModule):
         return losses["loss"]
 
     def eval_step(self, batch, stage: str) -> None:
-        if "video" not in batch:
-            return
         n = len(batch["sentence"])
         self.log(f"{stage}/loss", self._loss(batch)["loss"], batch_size=n, sync_dist=True)
         if self.stage == "slt":
@@ -363,8 +359,6 @@ class GFSLTModule(VideoModule):
             self.log(f"{stage}/{name}", value, prog_bar=name == "bleu4", sync_dist=False)
 
     def predict_step(self, batch, batch_idx):
-        if "video" not in batch:
-            return []
         hyps = self.model.translate(batch["video"], batch["frame_mask"], self.num_beams, self.max_new_tokens)
         return [{"path": p, "translation": h} for p, h in zip(batch["path"], hyps)]
 

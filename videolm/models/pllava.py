@@ -315,8 +315,7 @@ class PLLaVAModule(VideoModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._loss(batch, "train") if "video" in batch else None
+        return self._loss(batch, "train")
 
     def validation_step(self, batch, batch_idx):
-        if "video" in batch:
-            self._loss(batch, "val")
+        self._loss(batch, "val")

@@ -89,15 +89,11 @@ class LinearProbe(VideoModule):
         return average_views(lambda v: self.head(self._features(v)), videos)
 
     def training_step(self, batch, batch_idx):
-        if "video" not in batch:
-            return None
         loss = F.cross_entropy(self.head(self._features(batch["video"])), batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def _eval(self, batch, stage: str) -> None:
-        if "video" not in batch:
-            return
         probs, labels = self(batch["video"]), batch["label"]
         self.acc[stage].update(probs, labels)
         self.log(f"{stage}/loss", F.nll_loss(probs.clamp_min(1e-8).log(), labels), batch_size=len(labels))
@@ -132,8 +128,7 @@ class VideoRetrieval(VideoModule):
         return _embed(self.encoder, videos)
 
     def _collect(self, batch) -> None:
-        if "video" in batch:
-            self._outputs.append((self(batch["video"]).cpu(), batch["label"].cpu()))
+        self._outputs.append((self(batch["video"]).cpu(), batch["label"].cpu()))
 
     def _report(self, stage: str) -> None:
         from videolm.metrics import class_recall_at_k

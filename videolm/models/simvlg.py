@@ -221,15 +221,11 @@ class SimVLGModule(VideoModule):
         return self.model.lm_loss(prefix, ids.to(self.device), mask.to(self.device))
 
     def training_step(self, batch, batch_idx):
-        if "caption" not in batch:
-            return None
         loss = self._loss(batch, self._prefix(batch))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["caption"]))
         return loss
 
     def eval_step(self, batch, stage: str):
-        if "caption" not in batch:
-            return None
         n, prefix = len(batch["caption"]), self._prefix(batch)
         self.log(f"{stage}/loss", self._loss(batch, prefix), prog_bar=True, batch_size=n)
         if batch.get("qa"):

@@ -325,8 +325,6 @@ class TVTSModule(VideoModule):
         return self.model.encode_video(videos)
 
     def _step(self, batch, stage: str, generator: torch.Generator | None = None):
-        if "video" not in batch:
-            return None
         videos, windows = batch["video"], batch["windows"]
         k = self.model.config.windows
         if any(len(w) != k for w in windows):
@@ -359,7 +357,5 @@ class TVTSModule(VideoModule):
         self._step(batch, "test", torch.Generator().manual_seed(batch_idx))
 
     def predict_step(self, batch, batch_idx):
-        if "video" not in batch:
-            return []
         feats = self.model.encode_video(batch["video"])
         return [{"path": p, "embedding": f.tolist()} for p, f in zip(batch["path"], feats)]
