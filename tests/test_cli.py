@@ -78,6 +78,7 @@ def test_ddp_with_broken_videos_finishes_its_epoch_and_names_them(corpus, tmp_pa
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = tmp_path / "ddp"
     args = overrides(corpus, run) + [f"--data.init_args.train={tmp_path / 'train.jsonl'}", "--data.init_args.batch_size=1",
+                                     f"--data.init_args.classes={corpus / 'classes.txt'}",
                                      "--trainer.limit_train_batches=null", "--trainer.strategy=ddp",
                                      "--trainer.devices=2", "--trainer.accelerator=cpu"]
     out = videolm("fit", *args, timeout=600)
