@@ -361,7 +361,7 @@ def bench_pllava(args) -> dict:
 
     from videolm.data.sampling import uniform_indices
     from videolm.data.synthetic import render_sample, write_video
-    from videolm.infer import CAPTION_PROMPT, VideoLLM
+    from videolm.infer import CAPTION_PROMPT, Captioner
     from videolm.io import VideoReader
     from videolm.backbones.text import TEMPLATES, train_word_tokenizer
 
@@ -372,7 +372,8 @@ def bench_pllava(args) -> dict:
     ours, ref = _tiny_models(tokenizer, image_size, patch)
     processor = _processor(tokenizer, image_size, patch)
     device = _device(args.device)
-    pipe = VideoLLM(ours, tokenizer, num_frames=16, device=device, batch_size=1)
+    ours.tokenizer = tokenizer
+    pipe = Captioner(ours, device=device, batch_size=1)  # frames as videolm.load samples and transforms them
     ref = ref.to(device)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -382,8 +383,8 @@ def bench_pllava(args) -> dict:
         gen = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=0)
 
         def run_ours() -> int:
-            clip = pipe.frames(video)[None].to(device)
-            text = pipe.tokenizer(TEMPLATES["vicuna"].prompt(CAPTION_PROMPT), return_tensors="pt")
+            clip = pipe.frames(video)[0][None].to(device)
+            text = tokenizer(TEMPLATES["vicuna"].prompt(CAPTION_PROMPT), return_tensors="pt")
             embeds, mask, _ = ours.merge(text["input_ids"].to(device), text["attention_mask"].to(device),
                                          ours.encode_video(clip))
             out = ours.language_model.generate(inputs_embeds=embeds, attention_mask=mask, **gen)  # forced length

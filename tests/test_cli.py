@@ -37,7 +37,8 @@ def test_print_config_resolves_classes():
     assert out.returncode == 0, out.stderr
     cfg = yaml.safe_load(out.stdout)
     assert cfg["model"]["class_path"] == "videolm.models.mean_clip.FrameMeanCLIP"
-    assert cfg["data"]["init_args"]["num_frames"] == 8
+    assert cfg["data"]["init_args"]["num_frames"] is None  # the model's (its input_spec)
+    assert cfg["model"]["init_args"]["config"]["num_frames"] == 8
 
 
 def test_fit_writes_checkpoint_and_config_then_resumes_and_tests(corpus, tmp_path):

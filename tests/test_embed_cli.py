@@ -8,7 +8,6 @@ import torch
 from safetensors import safe_open
 
 from videolm.cli import main
-from videolm.data.transforms import VideoTransform
 from videolm.io import VideoReader
 from videolm.data.sampling import sample_indices
 
@@ -46,7 +45,7 @@ def test_embed_videos_and_report_bad_files(tmp_path, video_writer, capsys):
     # the same features as the model on the same frames
     with VideoReader(paths[1]) as r:
         frames = r.get_frames(sample_indices(r.info, num_frames=model.num_frames).tolist())
-    video = VideoTransform(model.image_size, mean=model.mean)(frames)[None]
+    video = model.input_spec.transform()(frames)[None]
     with torch.no_grad():
         torch.testing.assert_close(feats[1], model.encode_video(video)[0], atol=1e-4, rtol=1e-4)
 

@@ -93,7 +93,7 @@ def test_load_serves_the_registry_entry_and_batch_runs_resume(corpus, tmp_path):
     from videolm.infer import Classifier, done_paths, expand_inputs, run_batch
 
     pipe = videolm.load(str(_mean_clip_checkpoint(corpus, tmp_path / "mean.ckpt")), device="cpu", batch_size=3)
-    assert isinstance(pipe, Classifier) and pipe.module.method == "mean_clip"
+    assert isinstance(pipe, Classifier) and pipe.model.method == "mean_clip"
     videos = sorted((corpus / "videos").glob("*.mp4"))[:5]
     assert expand_inputs([str(corpus / "videos" / "00000[0-4].mp4")]) == [str(v) for v in videos]
     assert len(expand_inputs([str(corpus / "videos")])) == len(list((corpus / "videos").glob("*.mp4")))

@@ -456,30 +456,13 @@ def _add_embed(sub) -> None:
         import torch
         from safetensors.torch import save_file
 
-        from videolm.infer import Pipeline, run_batch
-        from videolm.models import load_model
-
-        class Embedder(Pipeline):
-            def predict(self, videos, meta, **kwargs):
-                out = self.model.encode_video(videos)
-                out = out["video"] if isinstance(out, dict) else out  # X-CLIP: the MIT video embedding
-                return [{"embedding": f} for f in out.float().cpu()]
+        from videolm.infer import load, run_batch
 
         try:
-            net = load_model(a.model)
+            pipe = load(a.model, task="embed", num_frames=a.frames, device=a.device, batch_size=a.batch_size)
         except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
             print(f"videolm: error: {e}", file=sys.stderr)
             return 2
-        if not callable(getattr(net, "encode_video", None)):
-            print(f"videolm: error: {a.model}: a {type(net).__name__} has no video encoder (encode_video)", file=sys.stderr)
-            return 2
-        device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        data = {}  # a videolm .ckpt: the clip settings its model was trained with
-        if Path(a.model).is_file():
-            data = torch.load(a.model, map_location="cpu", weights_only=True, mmap=True).get("datamodule_hyper_parameters") or {}
-        pipe = Embedder(net.eval().to(device), a.frames or data.get("num_frames") or net.num_frames,
-                        data.get("image_size", net.image_size), data.get("mean", getattr(net, "mean", "clip")),
-                        device=device, batch_size=a.batch_size)
         paths, feats, failed = [], [], 0
         for r in run_batch(pipe, a.videos, progress=not a.no_progress):
             if "error" in r:

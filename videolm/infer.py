@@ -3,9 +3,11 @@
 :func:`load` takes a zoo name, a model folder, a videolm Lightning checkpoint (``.ckpt``) or nothing (the
 built-in tiny captioner, ``videolm/assets/pllava_tiny``; ``videolm translate`` defaults to
 :data:`DEFAULT_TRANSLATOR`, the built-in tiny translator ``videolm/assets/gfslt_tiny``) and returns the
-pipeline its method's task calls for (the registry in ``videolm.models`` decides): a :class:`Classifier` (X-CLIP, FrameMeanCLIP), a
-:class:`Captioner` (PLLaVA, SimVLG) or a :class:`Translator` (GFSLT). Every pipeline samples frames the same way (by count or by rate,
-inside an optional time window: ``videolm.data.sampling.sample_indices``), batches videos, and reports a
+pipeline its method's task calls for (the registry in ``videolm.models`` decides; :data:`PIPELINES`): a
+:class:`Classifier` (X-CLIP, FrameMeanCLIP), a :class:`Captioner` (PLLaVA, SimVLG), an :class:`Embedder`
+(TVTS; any video encoder with ``task="embed"``) or a :class:`Translator` (GFSLT). Every pipeline samples and
+transforms frames as the model's ``input_spec`` says (by count or by rate, inside an optional time window:
+``videolm.data.sampling.sample_indices``), batches videos, and reports a
 file that fails (``{"path", "error"}``) without stopping the others. :func:`run_batch` adds what large
 runs need: inputs given as files, folders or globs, one JSON line per video written as it finishes, and a
 rerun that skips the videos already in the output file.
@@ -24,14 +26,14 @@ import torch
 
 from videolm.backbones.text import CAPTION_PROMPT
 from videolm.data.sampling import sample_indices, timestamps
-from videolm.data.transforms import VideoTransform
+from videolm.data.spec import VideoInput
 from videolm.io import VideoReader
 from videolm.io.errors import VideoDecodeError
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
 DEFAULT_TRANSLATOR = "gfslt-tiny"  # zoo card of videolm/assets/gfslt_tiny
-__all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "DEFAULT_TRANSLATOR", "Captioner", "Classifier", "Sampling", "Translator",
-           "classify", "load", "run_batch"]
+__all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "DEFAULT_TRANSLATOR", "PIPELINES", "Captioner", "Classifier", "Embedder",
+           "Sampling", "Translator", "load", "run_batch"]
 
 
 @dataclass
@@ -48,14 +50,15 @@ class Sampling:
 
 
 class Pipeline:
-    """Frames -> model, batched. Subclasses implement :meth:`predict` on a batch of clips."""
+    """Frames -> model, batched, sampled and transformed as the model's ``input_spec`` says.
+    Subclasses implement :meth:`predict` on a batch of clips."""
 
-    def __init__(self, model, num_frames: int, image_size: int, mean: str = "clip", crop: bool = True,
-                 device: str | torch.device = "cpu", batch_size: int = 8, backend: str = "auto"):
+    def __init__(self, model, spec: VideoInput, device: str | torch.device = "cpu", batch_size: int = 8,
+                 backend: str = "auto"):
         self.model, self.device, self.batch_size, self.backend = model, torch.device(device), batch_size, backend
-        self.sampling = Sampling(num_frames=num_frames)
-        # crop=False resizes the whole frame (PLLaVA), else short-side resize and centre crop
-        self.transform = VideoTransform(image_size, train=False, mean=mean, resize_size=None if crop else image_size)
+        self.spec = spec
+        self.sampling = Sampling(num_frames=spec.num_frames)
+        self.transform = spec.transform()
 
     def frames(self, path: str | Path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
         """The sampled, normalised frames of one video ``(T, C, H, W)`` and their metadata:
@@ -102,12 +105,11 @@ class Pipeline:
 
 
 class Classifier(Pipeline):
-    """Top-k classes of each video (a class-prompt classifier: X-CLIP, FrameMeanCLIP)."""
+    """Top-k classes of each video (a class-prompt classifier's LightningModule: X-CLIP, FrameMeanCLIP)."""
 
     def __init__(self, module, labels: Sequence[str] | None = None, topk: int = 5, **kwargs):
-        net = module.model
-        super().__init__(module, net.num_frames, net.image_size, net.mean, **kwargs)
-        self.module = module.eval().to(self.device)
+        super().__init__(module.eval(), module.model.input_spec, **kwargs)
+        self.model.to(self.device)
         if labels is not None:
             module.set_class_names(list(labels))
         if not module.class_names:
@@ -117,9 +119,9 @@ class Classifier(Pipeline):
     def predict(self, videos: torch.Tensor, meta: list[dict], **kwargs) -> list[dict]:
         from videolm.models.common import topk_predictions
 
-        probs = self.module(videos)
+        probs = self.model(videos)
         return [{k: v for k, v in r.items() if k != "path"}
-                for r in topk_predictions(probs, self.module.class_names, [""] * len(probs), self.topk)]
+                for r in topk_predictions(probs, self.model.class_names, [""] * len(probs), self.topk)]
 
     def classify(self, paths):
         """Results of one video (dict) or several (list)."""
@@ -131,8 +133,7 @@ class Captioner(Pipeline):
     ``state_times`` the prompt says when each frame was taken (models that take ``timestamps``)."""
 
     def __init__(self, model, state_times: bool = False, **kwargs):
-        super().__init__(model.eval(), model.num_frames, model.image_size, "clip",
-                         crop=getattr(model, "crop_frames", False), **kwargs)
+        super().__init__(model.eval(), model.input_spec, **kwargs)
         self.model.to(self.device)
         self.state_times = state_times
 
@@ -155,29 +156,43 @@ class Captioner(Pipeline):
         return _one_or_many(self, paths, lambda r: r["text"], question=question, max_new_tokens=max_new_tokens)
 
 
+class Embedder(Pipeline):
+    """Video embeddings ``(E,)`` of a model's video encoder (``model.encode_video``: TVTS, X-CLIP,
+    FrameMeanCLIP), as float32 on the CPU."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model.eval(), model.input_spec, **kwargs)
+        self.model.to(self.device)
+
+    def predict(self, videos: torch.Tensor, meta: list[dict], **kwargs) -> list[dict]:
+        out = self.model.encode_video(videos)
+        out = out["video"] if isinstance(out, dict) else out  # X-CLIP: the MIT video embedding
+        return [{"embedding": f} for f in out.float().cpu()]
+
+    def embed(self, paths):
+        """The embedding of one video (tensor) or of several (list; ``None`` where a file failed)."""
+        return _one_or_many(self, paths, lambda r: r["embedding"])
+
+
 class Translator(Pipeline):
     """Sign-language translation (``model.translate``: GFSLT). Every frame of a video or frame folder is
-    kept (at most the model's ``max_frames``, evenly spaced beyond), resized to the model's square
-    ``resize``, centre-cropped to ``image_size`` and padded as in training (``sign_collate``)."""
+    kept (at most the model's ``max_frames``, evenly spaced beyond), transformed by the model's
+    ``input_spec`` and padded as in training (``sign_collate``)."""
 
     def __init__(self, model, num_beams: int = 4, **kwargs):
-        super().__init__(model.eval(), model.max_frames, model.image_size, model.mean, **kwargs)
-        from videolm.data.sign_datamodule import SignTransform
-
+        super().__init__(model.eval(), model.input_spec, **kwargs)
         self.model.to(self.device)
         self.num_beams = num_beams
-        self.sign_transform = SignTransform(model.image_size, max(model.image_size, getattr(model, "resize", 0)),
-                                            mean=model.mean)
 
     def frames(self, path: str | Path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
         from videolm.data.sign_datamodule import frame_indices, sign_collate
 
         with VideoReader(path, backend=self.backend) as reader:
             info = reader.info
-            idx = frame_indices(len(reader), self.model.max_frames, train=False)
+            idx = frame_indices(len(reader), self.spec.max_frames, train=False)
             frames = reader.get_frames(idx.tolist())
         meta = {"timestamps": timestamps(idx, info.fps), "duration": info.duration, "fps": info.fps}
-        return sign_collate([{"video": self.sign_transform(frames), "index": 0}])["video"][0], meta
+        return sign_collate([{"video": self.transform(frames), "index": 0}])["video"][0], meta
 
     def predict(self, videos: torch.Tensor, meta: list[dict], num_beams: int | None = None,
                 max_new_tokens: int = 150) -> list[dict]:
@@ -187,6 +202,10 @@ class Translator(Pipeline):
     def translate(self, paths, num_beams: int | None = None, max_new_tokens: int = 150):
         """The translation of one video (str) or of several (list; ``None`` where a file failed)."""
         return _one_or_many(self, paths, lambda r: r["text"], num_beams=num_beams, max_new_tokens=max_new_tokens)
+
+
+PIPELINES: dict[str, type[Pipeline]] = {"classify": Classifier, "caption": Captioner, "embed": Embedder,
+                                        "translate": Translator}
 
 
 def _one_or_many(pipe: Pipeline, paths, pick: Callable[[dict], object], **kwargs):
@@ -199,60 +218,39 @@ def _one_or_many(pipe: Pipeline, paths, pick: Callable[[dict], object], **kwargs
     return [None if "error" in r else pick(r) for r in results]
 
 
-def load(name_or_path: str | Path | None = None, num_frames: int | None = None, device: str | None = None,
-         batch_size: int = 8, labels: Sequence[str] | str | None = None, topk: int = 5, state_times: bool = False,
-         **kwargs) -> Pipeline:
-    """The pipeline of a model (see the module docstring); ``labels`` (names or a class list file) and
-    ``topk`` for classifiers, ``state_times`` for video LLMs; ``kwargs`` go to the method's loader (e.g.
-    ``lora_alpha`` for PLLaVA)."""
-    from videolm.models import checkpoint_header, detect_method, get_method, load_model, load_module
+def load(name_or_path: str | Path | None = None, task: str | None = None, method: str | None = None,
+         num_frames: int | None = None, device: str | None = None, batch_size: int = 8,
+         labels: Sequence[str] | str | None = None, topk: int = 5, state_times: bool = False, **kwargs) -> Pipeline:
+    """The pipeline of a model (see the module docstring): ``task`` (default: its method's, from the
+    registry) picks it from :data:`PIPELINES`; ``method`` names the method of a hub id. ``labels``
+    (names or a class list file) and ``topk`` for classifiers, ``state_times`` for video LLMs; ``kwargs``
+    go to the method's loader (e.g. ``lora_alpha`` for PLLaVA)."""
+    from videolm.models import is_checkpoint, load_model, load_module, resolve
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(labels, (str, Path)):
-        from videolm.data.manifests import read_class_names
+    source, found = resolve(name_or_path if name_or_path is not None else DEFAULT_MODEL, method)
+    task = task or found.task
+    if task not in PIPELINES:
+        raise ValueError(f"task must be one of {sorted(PIPELINES)}, got {task!r}")
+    options = {"device": device or ("cuda" if torch.cuda.is_available() else "cpu"), "batch_size": batch_size}
+    if task == "classify":  # the LightningModule: it holds the class names, the prompt and the text cache
+        if isinstance(labels, (str, Path)):
+            from videolm.data.manifests import read_class_names
 
-        labels = read_class_names(labels)
-    path = Path(str(name_or_path)).expanduser() if name_or_path is not None else DEFAULT_MODEL
-    if path.exists():
-        method = get_method(detect_method(path))
+            labels = read_class_names(labels)
+        if is_checkpoint(source):
+            module = load_module(source, found.name)
+        elif found.loader is not None:
+            module = found.get("module")(init_from=str(source))
+        else:
+            raise ValueError(f"{name_or_path}: {found.name} classifiers load from a videolm .ckpt")
+        pipe = Classifier(module, labels, topk, **options)
     else:
-        from videolm.zoo import get_card
-
-        try:
-            method = get_method(get_card(str(name_or_path)).method)
-        except KeyError:
-            if str(name_or_path).count("/") != 1:
-                raise FileNotFoundError(f"{name_or_path}: neither a model folder, a checkpoint, a zoo model "
-                                        "nor a hub id (see `videolm zoo list`)") from None
-            method = get_method("xclip")  # a hub id: only X-CLIP loads from one (microsoft/xclip-*)
-    if method.task == "classify":
-        module = load_module(path, method.name) if path.is_file() else method.get("module")(init_from=str(name_or_path))
-        pipe = Classifier(module, labels, topk, device=device, batch_size=batch_size)
-        if path.is_file():  # the clip settings the model was trained with
-            data = checkpoint_header(path).get("datamodule_hyper_parameters", {})
-            pipe.sampling.num_frames = data.get("num_frames", pipe.sampling.num_frames)
-            pipe.transform = VideoTransform(data.get("image_size", module.model.image_size), train=False,
-                                            mean=data.get("mean", module.model.mean))
-    elif method.task == "caption":
-        pipe = Captioner(load_model(path if path.exists() else name_or_path, **kwargs), state_times,
-                         device=device, batch_size=batch_size)
-    elif method.task == "translate":
-        pipe = Translator(load_model(path if path.exists() else name_or_path, **kwargs), device=device,
-                          batch_size=batch_size)
-    else:
-        raise ValueError(f"{name_or_path}: {method.name} models serve '{method.task}', which videolm.load does not run yet")
+        model = load_model(source, found.name, **kwargs)
+        extra = {"state_times": state_times} if task == "caption" else {}
+        pipe = PIPELINES[task](model, **extra, **options)
     if num_frames:
         pipe.sampling.num_frames = num_frames
     return pipe
-
-
-def classify(videos: list[str], model: str, labels: str, topk: int = 5, device: str = "cpu",
-             backend: str = "auto", num_frames: int | None = None) -> Iterator[dict]:
-    """Yield ``{"path", "classes", "scores"}`` per video, or ``{"path", "error"}`` when it fails to decode.
-    Frames are sampled TSN-style (the centre of each segment) and centre-cropped."""
-    pipe = load(model, num_frames=num_frames, device=device, labels=labels, topk=topk)
-    pipe.backend = backend
-    yield from pipe.stream(videos)
 
 
 # -- batch runs -------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_config_presets_and_vlp_losses(tokenizer_dir):
     assert GFSLTConfig().d_model == 1024 and GFSLTConfig().encoder_layers == GFSLTConfig().decoder_layers == 3
     model = GFSLT(tiny(tokenizer_dir), pretraining=True)
     assert math.isclose(model.logit_scale.item(), math.log(1 / 0.07), rel_tol=1e-6)
-    assert model.image_head.bias is None and model.image_size == 64 and model.max_frames == 300
+    assert model.image_head.bias is None and model.input_spec.image_size == 64 and model.input_spec.max_frames == 300
     assert model.text_encoder.embed_tokens is model.mbart.model.shared
     video, mask = _batch()
     feats = model.video_features(video, mask)

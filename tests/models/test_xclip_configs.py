@@ -16,4 +16,6 @@ def test_paper_recipe():
         assert (optim["lr"], optim["new_lr_scale"], optim["weight_decay"], optim["warmup_epochs"]) == (8e-6, 10, 0.001, 5)
         assert optim["betas"] == [0.9, 0.98]
         assert cfg["trainer"]["max_epochs"] == 30
-        assert (data["sampler"], data["mean"], data["num_frames"]) == ("segment", "imagenet", 8)
+        model = cfg["model"]["init_args"]["config"]
+        assert (data["sampler"], model["mean"], model["num_frames"]) == ("segment", "imagenet", 8)
+        assert not {"num_frames", "image_size", "mean"} & set(data)  # the data module takes the model's

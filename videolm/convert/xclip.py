@@ -125,7 +125,7 @@ def from_transformers(model: Any) -> XCLIP:
         except (OSError, ValueError) as e:
             raise ValueError(f"{model}: not an X-CLIP checkpoint ({e})") from e
     cfg = _config(model)
-    ours = XCLIP(XCLIPConfig(pretrained=None, **cfg))
+    # the X-CLIP processor normalises frames with ImageNet statistics
+    ours = XCLIP(XCLIPConfig(pretrained=None, mean="imagenet", **cfg))
     ours.load_state_dict(_state_dict(model, cfg), strict=True)
-    ours.mean = "imagenet"  # the X-CLIP processor normalises frames with ImageNet statistics
     return ours.to(next(model.parameters()).dtype)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from videolm.data.datasets import VideoDataset, collate
 from videolm.data.manifests import KINETICS_CLIPS, read_class_names
 from videolm.data.streaming import StreamingVideoDataset, dataset_class, streaming_loader
+from videolm.data.spec import VideoInput, fill_input, model_input
 from videolm.data.transforms import VideoTransform
 
 
@@ -135,7 +136,8 @@ class VideoDataModule(pl.LightningDataModule):
             ``frame_mask``), at least ``min_frames`` and at most ``max_frames`` per clip.
         kinetics_pattern: file names of Kinetics CSV rows; without ``{time_start}`` (``{youtube_id}.mp4``)
             the files are whole videos and frames come from the row's time window.
-        image_size, mean: crop size and normalisation (``clip`` or ``imagenet``).
+        num_frames, image_size, mean: frames per clip, crop size and normalisation (``clip`` or ``imagenet``);
+            left None, they are the model's (its ``input_spec``; outside a Trainer: 8, 224, ``clip``).
         test_num_clips, test_num_crops: multi-view testing (views averaged by the model).
         few_shot: if set, train on this many examples per class (drawn with ``seed``).
         on_error: ``replace`` (default: the next sample that loads takes its place) or ``raise`` for
@@ -153,14 +155,14 @@ class VideoDataModule(pl.LightningDataModule):
         predict: str | None = None,
         root: str | None = None,
         classes: str | None = None,
-        num_frames: int = 8,
+        num_frames: int | None = None,
         fps: float | None = None,
         min_frames: int = 1,
         max_frames: int | None = None,
         sampler: str = "segment",
         frame_interval: int = 1,
-        image_size: int = 224,
-        mean: str = "clip",
+        image_size: int | None = None,
+        mean: str | None = None,
         train_crop: str = "random_resized",
         crop_scale: tuple[float, float] = (0.08, 1.0),
         flip: bool = True,
@@ -197,17 +199,23 @@ class VideoDataModule(pl.LightningDataModule):
                 self._class_names = read_class_names(path)
         return self._class_names
 
+    def input(self) -> dict:
+        """``num_frames``, ``image_size``, ``mean``: as given, else the model's (see :func:`fill_input`)."""
+        h = self.hparams
+        return fill_input({"num_frames": h.num_frames, "image_size": h.image_size, "mean": h.mean},
+                          model_input(self.trainer), VideoInput())
+
     def make_dataset(self, split: str) -> VideoDataset:
         """The one place where the dataset of a split is built."""
-        h = self.hparams
+        h, given = self.hparams, self.input()
         train = split == "train"
         test_views = split in ("test", "predict")
         transform = VideoTransform(
-            size=h.image_size, train=train, mean=h.mean, crop=h.train_crop, scale=tuple(h.crop_scale),
+            size=given["image_size"], train=train, mean=given["mean"], crop=h.train_crop, scale=tuple(h.crop_scale),
             flip=h.flip, num_crops=h.test_num_crops if test_views else 1,
         )
         return dataset_class(self.manifests[split])(  # a manifest, litdata shards or WebDataset tars
-            self.manifests[split], root=h.root, num_frames=h.num_frames, sampler=h.sampler,
+            self.manifests[split], root=h.root, num_frames=given["num_frames"], sampler=h.sampler,
             frame_interval=h.frame_interval, num_clips=h.test_num_clips if test_views else 1,
             transform=transform, train=train, class_names=self.class_names, backend=h.backend,
             on_error=h.on_error, fps=h.fps, min_frames=h.min_frames, max_frames=h.max_frames,

@@ -23,6 +23,7 @@ import torch
 from videolm.data.datamodule import make_loader, register_error_report
 from videolm.data.datasets import VideoDataset
 from videolm.data.manifests import Manifest, ManifestError, read_text
+from videolm.data.spec import VideoInput, fill_input, model_input
 from videolm.data.transforms import VideoTransform
 
 _PLACEHOLDER = re.compile(r"<(video|image)>")
@@ -80,7 +81,8 @@ def read_instructions(path: str | Path) -> Manifest:
 class InstructionDataset(VideoDataset):
     """Decoded, normalised clips ``(T, C, H, W)`` with their conversation ``turns``.
 
-    Frames are resized whole (no crop, no flip: flipping would swap "left" and "right" in the answers).
+    Frames' short side is resized to ``image_size``, then centre-cropped, as at inference (no flip:
+    flipping would swap "left" and "right" in the answers).
     """
 
     def __init__(self, path: str | Path, root: str | Path | None = None, num_frames: int = 16,
@@ -102,18 +104,21 @@ class InstructionDataModule(pl.LightningDataModule):
     """Train / val instruction files for :class:`videolm.models.pllava.PLLaVAModule`.
 
     Loaders come from :func:`videolm.data.datamodule.make_loader` and videos that fail to decode are
-    reported by :class:`DecodeErrorReport`, as with :class:`VideoDataModule`.
+    reported by :class:`DecodeErrorReport`, as with :class:`VideoDataModule`. ``num_frames`` and
+    ``image_size`` left None are the model's (outside a Trainer: 16 and 224).
     """
 
-    def __init__(self, train: str, val: str | None = None, root: str | None = None, num_frames: int = 16,
-                 image_size: int = 224, batch_size: int = 8, num_workers: int = 2, on_error: str = "replace"):
+    def __init__(self, train: str, val: str | None = None, root: str | None = None, num_frames: int | None = None,
+                 image_size: int | None = None, batch_size: int = 8, num_workers: int = 2, on_error: str = "replace"):
         super().__init__()
         self.save_hyperparameters()
         self.datasets: dict[str, InstructionDataset] = {}
 
     def make_dataset(self, split: str) -> InstructionDataset:
         h = self.hparams
-        return InstructionDataset(h[split], h.root, h.num_frames, h.image_size, train=split == "train",
+        given = fill_input({"num_frames": h.num_frames, "image_size": h.image_size}, model_input(self.trainer),
+                           VideoInput(num_frames=16))
+        return InstructionDataset(h[split], h.root, given["num_frames"], given["image_size"], train=split == "train",
                                   on_error=h.on_error)
 
     def setup(self, stage: str | None = None) -> None:

@@ -31,8 +31,14 @@ from videolm.data.datamodule import make_loader, register_error_report
 from videolm.data.datasets import ON_ERROR, load_or_replace
 from videolm.data.sampling import uniform_indices
 from videolm.data.sign import read_sign_corpus
+from videolm.data.spec import VideoInput, fill_input, model_input
 from videolm.data.transforms import MEAN_STD, normalize
 from videolm.io import VideoReader
+
+
+# GFSLT-VLP's frames: every one up to 300, resized to a 256 square, a 224 crop, ImageNet statistics
+SIGN_INPUT = VideoInput(num_frames=None, max_frames=300, image_size=224, resize=256, resize_mode="squash",
+                        mean="imagenet")
 
 
 def _rand(generator: torch.Generator | None) -> float:
@@ -161,13 +167,15 @@ class SignDataModule(pl.LightningDataModule):
         train_split, val_split, test_split: split names (``dev`` and ``val`` are the same split).
         max_frames: frames kept per clip (subsampled in order beyond it).
         image_size, resize: crop size and the square resize before it; mean: ``imagenet`` or ``clip``.
+            ``max_frames``, ``image_size``, ``resize``, ``mean`` left None are the model's (its
+            ``input_spec``; outside a Trainer: GFSLT-VLP's 300, 224, 256, ``imagenet``).
         rotate, translate: training augmentation (degrees, pixels); 0 turns each off.
         context, multiple: the clip padding of :func:`sign_collate`.
     """
 
     def __init__(self, root: str, frames_root: str | None = None, train_split: str = "train",
-                 val_split: str = "dev", test_split: str = "test", max_frames: int = 300,
-                 image_size: int = 224, resize: int = 256, mean: str = "imagenet", rotate: float = 30.0,
+                 val_split: str = "dev", test_split: str = "test", max_frames: int | None = None,
+                 image_size: int | None = None, resize: int | None = None, mean: str | None = None, rotate: float = 30.0,
                  translate: int = 10, context: int = 8, multiple: int = 4, batch_size: int = 8,
                  num_workers: int = 2, backend: str = "auto", on_error: str = "replace"):
         super().__init__()
@@ -179,9 +187,11 @@ class SignDataModule(pl.LightningDataModule):
         split = {"train": h.train_split, "val": h.val_split, "test": h.test_split, "predict": h.test_split}[stage]
         train = stage == "train"
         source = h.root.format(split=split) if "{split}" in h.root else h.root
-        transform = SignTransform(size=h.image_size, resize=h.resize, train=train, mean=h.mean,
+        given = fill_input({"max_frames": h.max_frames, "image_size": h.image_size, "resize": h.resize, "mean": h.mean},
+                           model_input(self.trainer), SIGN_INPUT)
+        transform = SignTransform(size=given["image_size"], resize=given["resize"], train=train, mean=given["mean"],
                                   rotate=h.rotate, translate=h.translate)
-        return SignDataset(source, split, frames_root=h.frames_root, max_frames=h.max_frames,
+        return SignDataset(source, split, frames_root=h.frames_root, max_frames=given["max_frames"],
                            transform=transform, train=train, backend=h.backend, on_error=h.on_error)
 
     def setup(self, stage: str | None = None) -> None:

@@ -101,11 +101,15 @@ def normalize(video: torch.Tensor, mean: str | tuple = "clip", std: tuple | None
     return (video.float() - m) / s
 
 
+RESIZE_MODES = ("shortest", "squash")
+
+
 class VideoTransform:
     """The standard train / test pipeline for ``(T, H, W, C)`` uint8 clips.
 
     Train: random-resized (or multi-scale) crop, random flip. Test: short-side resize to
-    ``resize_size`` (default ``size * 256 / 224``), then a centre crop or three crops (``num_crops=3``).
+    ``resize_size`` (default ``size * 256 / 224``; ``resize_mode="squash"``: the whole frame to a
+    ``resize_size`` square, default ``size``), then a centre crop or three crops (``num_crops=3``).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class VideoTransform:
         resize_size: int | None = None,
         num_crops: int = 1,
         generator: torch.Generator | None = None,
+        resize_mode: str = "shortest",
     ):
         if crop not in ("random_resized", "multi_scale"):
             raise ValueError(f"crop must be 'random_resized' or 'multi_scale', got {crop!r}")
@@ -128,7 +133,10 @@ class VideoTransform:
             raise ValueError(f"unknown normalisation {mean!r}; choose from {sorted(MEAN_STD)}")
         self.size, self.train, self.mean, self.crop = size, train, mean, crop
         self.scale, self.flip, self.num_crops, self.generator = tuple(scale), flip, num_crops, generator
-        self.resize_size = resize_size or round(size * 256 / 224)
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
+        self.resize_mode = resize_mode
+        self.resize_size = resize_size or (round(size * 256 / 224) if resize_mode == "shortest" else size)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         video = rearrange(frames, "t h w c -> t c h w")
@@ -140,7 +148,10 @@ class VideoTransform:
             if self.flip and _rand(self.generator) < 0.5:
                 video = flip(video)
             return normalize(video, self.mean)
-        video = short_side_resize(video, self.resize_size)
+        if self.resize_mode == "squash":
+            video = TF.resize(video, [self.resize_size, self.resize_size], antialias=True)
+        else:
+            video = short_side_resize(video, self.resize_size)
         if self.num_crops == 3:
             return torch.stack([normalize(v, self.mean) for v in three_crop(video, self.size)])
         return normalize(center_crop(video, self.size), self.mean)

@@ -151,26 +151,39 @@ def load_module(path: str | Path, method: str | None = None):
         raise ValueError(f"{path}: cannot load the {method.name} checkpoint ({str(e).splitlines()[0]})") from None
 
 
-def load_model(name_or_path: str | Path, method: str | None = None, **kwargs):
-    """The ``nn.Module`` of a model: a videolm ``.ckpt`` (its LightningModule's ``model``), a model
-    folder its method's loader reads, a zoo name (the card's ``method`` picks the entry) or, with
-    ``method`` given, a hub id that method's loader accepts. ``kwargs`` go to the loader."""
-    path = Path(str(name_or_path)).expanduser()
-    if not path.exists():
-        from videolm.zoo import get_card, resolve
+def is_checkpoint(source) -> bool:
+    """A Lightning checkpoint: a ``.ckpt`` file or a sharded checkpoint folder (not a model folder)."""
+    return isinstance(source, Path) and (source.is_file() or is_sharded_checkpoint(source))
 
-        try:
-            card = get_card(str(name_or_path))
-        except KeyError:
-            card = None
-        if card is not None:
-            return get_method(card.method).get("loader")(resolve(card.name), **kwargs)
-        if method is None:
-            raise FileNotFoundError(f"{name_or_path}: neither a checkpoint, a model folder nor a zoo model")
-        return get_method(method).get("loader")(str(name_or_path), **kwargs)
-    found = detect_method(path)
-    if method is not None and found != method:
-        raise ValueError(f"{path}: a {found} checkpoint, not {method}")
-    if path.is_file() or is_sharded_checkpoint(path):
-        return load_module(path, found).model
-    return get_method(found).get("loader")(path, **kwargs)
+
+def resolve(name_or_path: str | Path, method: str | None = None) -> tuple[Path | str, Method]:
+    """Where a model's weights are and its method: a local checkpoint or model folder (its method read
+    from it), a zoo name (the card's method; its files fetched and verified) or, with ``method`` given, a
+    hub id that method's loader accepts. The one resolver behind :func:`load_model` and ``videolm.load``."""
+    path = Path(str(name_or_path)).expanduser()
+    if path.exists():
+        found = detect_method(path)
+        if method is not None and found != method:
+            raise ValueError(f"{path}: a {found} checkpoint, not {method}")
+        return path, get_method(found)
+    from videolm.zoo import get_card, resolve as fetch
+
+    try:
+        card = get_card(str(name_or_path))
+    except KeyError:
+        card = None
+    if card is not None:
+        return fetch(card.name), get_method(card.method)
+    if method is None:
+        raise FileNotFoundError(f"{name_or_path}: neither a checkpoint, a model folder nor a zoo model (see "
+                                "`videolm zoo list`; a hub id needs its method, e.g. method='xclip')")
+    return str(name_or_path), get_method(method)
+
+
+def load_model(name_or_path: str | Path, method: str | None = None, **kwargs):
+    """The ``nn.Module`` of a model (see :func:`resolve`): a videolm ``.ckpt``'s LightningModule's
+    ``model``, or what its method's loader reads from a folder or hub id. ``kwargs`` go to the loader."""
+    source, found = resolve(name_or_path, method)
+    if is_checkpoint(source):
+        return load_module(source, found.name).model
+    return found.get("loader")(source, **kwargs)

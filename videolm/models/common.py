@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from einops import rearrange, reduce
 from torch import nn
 
+from videolm.data.spec import VideoInput
+
 C = TypeVar("C")
 
 
@@ -154,6 +156,12 @@ class VideoModule(pl.LightningModule):
     def is_new(self, name: str) -> bool:
         return False
 
+    @property
+    def input_spec(self) -> VideoInput:
+        """What the model expects of its input (:class:`~videolm.data.spec.VideoInput`); the data modules
+        take their defaults from it."""
+        return self.model.input_spec
+
     def configure_optimizers(self):
         return configure_optimizers(self, self.optim, self.is_new)
 
@@ -214,11 +222,9 @@ class CLIPVideoModel(nn.Module):
 
     ``config`` has ``clip`` (an open_clip name, ``tiny``, or the zoo name of an open_clip tower such as
     the bundled image-pretrained ``clip-tiny``, which then ignores ``pretrained``), ``pretrained`` (its
-    tag), ``clip_config`` (a custom open_clip config, overriding ``clip``) and ``num_frames``;
-    ``clip_kwargs`` go to ``create_clip`` (``drop_path``, ``vision_block``).
+    tag), ``clip_config`` (a custom open_clip config, overriding ``clip``), ``num_frames`` and ``mean``
+    (the frames' normalisation); ``clip_kwargs`` go to ``create_clip`` (``drop_path``, ``vision_block``).
     """
-
-    mean = "clip"  # frame normalisation the model expects
 
     def __init__(self, config, **clip_kwargs):
         super().__init__()
@@ -245,6 +251,11 @@ class CLIPVideoModel(nn.Module):
     @property
     def num_frames(self) -> int:
         return self.config.num_frames
+
+    @property
+    def input_spec(self) -> VideoInput:
+        """What the model expects of its input (frames sampled by count, short-side resize, centre crop)."""
+        return VideoInput(num_frames=self.config.num_frames, image_size=self.image_size, mean=self.config.mean)
 
     def is_new(self, name: str) -> bool:
         """Whether a parameter is new to the image CLIP (trained at ``Optim.new_lr_scale``)."""

@@ -36,6 +36,7 @@ from torch import nn
 from videolm.backbones import text as lm_text
 from videolm.backbones.cnn import create_frame_encoder
 from videolm.backbones.text import IGNORE_INDEX
+from videolm.data.spec import VideoInput
 from videolm.models.common import Optim, VideoModule, as_config, contrastive_loss, init_from
 from videolm.nn.temporal import TemporalConv
 
@@ -125,8 +126,6 @@ class GFSLT(nn.Module):
         vocab = config.vocab_size or (len(tokenizer) if tokenizer is not None else None)
         if vocab is None:
             raise ValueError("GFSLTConfig: set tokenizer (a `videolm data tokenizer` folder) or vocab_size")
-        self.image_size, self.resize, self.mean = config.image_size, config.resize, config.mean
-        self.max_frames = config.max_frames
         self.frame_encoder = create_frame_encoder(config.frame_encoder, config.frame_weights)
         d = config.d_model
         self.temporal = TemporalConv(self.frame_encoder.dim, d, blocks=config.conv_blocks)
@@ -162,6 +161,13 @@ class GFSLT(nn.Module):
             self.text_encoder = MBartEncoder(self.mbart_config)
             self.text_encoder.embed_tokens = self.mbart.model.shared  # one token embedding for encoder and decoder
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    @property
+    def input_spec(self) -> VideoInput:
+        """Every frame (up to ``max_frames``) resized to a ``resize`` square, centre crop of ``image_size``."""
+        c = self.config
+        return VideoInput(num_frames=None, max_frames=c.max_frames, image_size=c.image_size, mean=c.mean,
+                          resize=c.resize, resize_mode="squash")
 
     def _start_decoder_from(self, source, vocab: int) -> None:
         """Copy ``source``'s decoder, token embeddings and output bias (rows trimmed to the tokenizer)."""

@@ -21,12 +21,14 @@ from videolm.models.common import CLIPVideoModel, Optim, VideoTextClassifier, as
 @dataclass
 class FrameMeanConfig:
     """``clip``: an open_clip name (or ``tiny``), ``pretrained`` its tag, ``clip_config`` a custom
-    open_clip config; ``num_frames`` the frames sampled per video (the model itself takes any)."""
+    open_clip config; ``num_frames`` the frames sampled per video (the model itself takes any); ``mean``
+    the frames' normalisation."""
 
     clip: str = "ViT-B-32"
     pretrained: str | None = "openai"
     clip_config: dict[str, Any] | None = None
     num_frames: int = 8
+    mean: str = "clip"
 
     PRESETS: ClassVar[dict[str, dict]] = {
         "tiny": {"clip": "tiny", "pretrained": None},

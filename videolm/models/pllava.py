@@ -3,8 +3,8 @@
 Frames go through the CLIP vision tower (hidden states of ``vision_feature_layer``, -2; CLS dropped),
 the LLaVA projector, then ``AdaptiveAvgPool3d`` over (T, h, w) to ``pooling_shape`` (16, 12, 12 by
 default, from 16 x 24 x 24). The single ``<image>`` token of the prompt is replaced by the pooled tokens
-in (t h w) order, so temporal order survives. An image is a video of repeated frames. Frames are
-resized whole to ``image_size`` (no crop) and normalised with CLIP's statistics.
+in (t h w) order, so temporal order survives. An image is a video of repeated frames. Frames'
+short side is resized to ``image_size``, then centre-cropped, and normalised with CLIP's statistics.
 
 The module keeps the official PLLaVA parameter names (``vision_tower.``, ``multi_modal_projector.``,
 ``language_model.`` = a transformers causal LM), so official checkpoints load without renaming; LoRA
@@ -25,6 +25,7 @@ from transformers import AutoModel, AutoModelForCausalLM, LlavaConfig
 
 from videolm.backbones import text as lm_text
 from videolm.backbones.text import CAPTION_PROMPT, IGNORE_INDEX, IMAGE_TOKEN, get_template
+from videolm.data.spec import VideoInput
 from videolm.models.common import Optim, VideoModule, as_config
 
 
@@ -102,6 +103,11 @@ class PLLaVA(nn.Module):
     @property
     def image_size(self) -> int:
         return self.config.vision_config.image_size
+
+    @property
+    def input_spec(self) -> VideoInput:
+        """Frames' short side resized to the tower's size, then a centre crop (CLIP's image processor)."""
+        return VideoInput(num_frames=self.num_frames, image_size=self.image_size, mean="clip", resize=self.image_size)
 
     @property
     def num_visual_tokens(self) -> int:

@@ -44,6 +44,10 @@ class LinearProbe(VideoModule):
 
     method = "linear_probe"
 
+    @property
+    def input_spec(self):
+        return self.encoder.input_spec  # the frozen encoder's
+
     def __init__(self, encoder: str | nn.Module, num_classes: int | None = None, normalize: bool = True,
                  batch_norm: bool = False, optim: Optim | None = None):
         super().__init__()
@@ -113,6 +117,10 @@ class VideoRetrieval(VideoModule):
     embeddings). Nothing trains."""
 
     method = "v2v_retrieval"
+
+    @property
+    def input_spec(self):
+        return self.encoder.input_spec  # the frozen encoder's
 
     def __init__(self, encoder: str | nn.Module):
         super().__init__()

@@ -29,6 +29,7 @@ from videolm.backbones import text as lm_text
 from videolm.backbones import clip as clip_lib
 from videolm.backbones.text import IGNORE_INDEX
 from videolm.data.synthetic import caption_attribute_accuracy
+from videolm.data.spec import VideoInput
 from videolm.models.common import Optim, VideoModule, as_config, resolve_clip
 from videolm.nn.temporal import TemporalAttention
 from videolm.nn.tome import ToMeTransformer, apply_tome, temporal_merge
@@ -46,7 +47,7 @@ class SimVLGConfig:
     list. ``vision_r``: tokens merged per block inside the frozen tower (0: none).
     ``temporal_r``: frames merged away at each spatial position before the connector (video only).
     ``max_frames``: frames the temporal module's frame embedding holds; ``num_frames``: frames sampled per
-    video at inference. ``freeze_llm`` / ``freeze_vision``: keep the LM / tower frozen (the paper).
+    video at inference; ``mean``: the frames' normalisation. ``freeze_llm`` / ``freeze_vision``: keep the LM / tower frozen (the paper).
     """
 
     llm: str | None = None
@@ -62,6 +63,7 @@ class SimVLGConfig:
     temporal_r: int = 0
     max_frames: int = 64
     num_frames: int = 8
+    mean: str = "clip"
     freeze_llm: bool = True
     freeze_vision: bool = True
 
@@ -126,7 +128,10 @@ class SimVLG(nn.Module):
             self.llm.eval()
         return self
 
-    crop_frames = True  # frames are short-side resized and centre-cropped
+    @property
+    def input_spec(self) -> VideoInput:
+        """Frames short-side resized and centre-cropped, as the tower's images were."""
+        return VideoInput(num_frames=self.num_frames, image_size=self.image_size, mean=self.config.mean)
 
     @property
     def vision_blocks(self) -> nn.ModuleList:

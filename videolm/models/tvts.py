@@ -89,6 +89,7 @@ class TVTSConfig:
     pretrained: str | None = "openai"
     clip_config: dict[str, Any] | None = None
     num_frames: int = 12
+    mean: str = "imagenet"  # frame normalisation of the official recipe and checkpoints
     windows: int = 4
     mask_ratio: float = 0.5
     sort_depth: int = 2
@@ -181,7 +182,6 @@ class SortTransformer(nn.Module):
 class TVTS(CLIPVideoModel):
     """TVTSv2 on an open_clip CLIP (see :class:`TVTSConfig` and the module docstring)."""
 
-    mean = "imagenet"  # frame normalisation of the official recipe and checkpoints
 
     def __init__(self, config: TVTSConfig | dict | str | None = None):
         c = as_config(TVTSConfig, config)

@@ -38,12 +38,14 @@ class XCLIPConfig:
     ``tiny``; ``pretrained``: its tag; ``clip_config``: a custom open_clip config instead (what the
     transformers converter gives). ``num_frames``: the most frames a video may have (length of the
     MIT's temporal position embedding). Heads default to ``embed_dim // 64``. ``mit_position_std``:
-    the initial scale of MIT's temporal position embedding (0.02 as the official code)."""
+    the initial scale of MIT's temporal position embedding (0.02 as the official code). ``mean``: the
+    frames' normalisation (``clip``; the transformers checkpoints' processor uses ``imagenet``)."""
 
     clip: str = "ViT-B-32"
     pretrained: str | None = "openai"
     clip_config: dict[str, Any] | None = None
     num_frames: int = 8
+    mean: str = "clip"
     mit_layers: int = 1
     mit_heads: int | None = None
     mit_position_std: float = 0.02
