@@ -443,10 +443,10 @@ class RenderedSigns(torch.utils.data.Dataset):
     frame transform), ``sentence``, ``index``."""
 
     def __init__(self, length: int, seed: int, size: int = 64):
-        from videolm.data.sign_datamodule import SignTransform
+        from videolm.data.sign_datamodule import sign_transform
 
         self.length, self.seed = length, seed
-        self.transform = SignTransform(size, size)
+        self.transform = sign_transform(size, size)
 
     def __len__(self):
         return self.length
@@ -530,7 +530,7 @@ def make_translator(args) -> None:
     from functools import partial
 
     from videolm.convert.gfslt import save_gfslt
-    from videolm.data.sign_datamodule import sign_collate
+    from videolm.data.datasets import collate
     from videolm.data.synthetic import generate_corpus
     from videolm.data.tokenizer import train_tokenizer
     from videolm.models.common import Optim
@@ -561,7 +561,7 @@ def make_translator(args) -> None:
         print(f"stage 0 ({time.time() - start:.0f} s): held-out frame glyph accuracy {stage0.accuracy(held_out):.3f}",
               flush=True)
     loader = torch.utils.data.DataLoader(RenderedSigns(args.steps * args.batch_size, seed=args.seed),
-                                         batch_size=args.batch_size, collate_fn=partial(sign_collate))
+                                         batch_size=args.batch_size, collate_fn=partial(collate, context=8, multiple=4))
     trainer = one_pass(args.log_every)
     trainer.fit(module, loader)
     print(f"trained {args.glyph_steps} + {trainer.global_step} steps in {time.time() - start:.0f} s wall, "

@@ -185,14 +185,10 @@ class Translator(Pipeline):
         self.num_beams = num_beams
 
     def frames(self, path: str | Path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
-        from videolm.data.sign_datamodule import frame_indices, sign_collate
+        from videolm.data.datasets import collate
 
-        with VideoReader(path, backend=self.backend) as reader:
-            info = reader.info
-            idx = frame_indices(len(reader), self.spec.max_frames, train=False)
-            frames = reader.get_frames(idx.tolist())
-        meta = {"timestamps": timestamps(idx, info.fps), "duration": info.duration, "fps": info.fps}
-        return sign_collate([{"video": self.transform(frames), "index": 0}])["video"][0], meta
+        clip, meta = super().frames(path, Sampling(max_frames=self.spec.max_frames))  # every frame
+        return collate([{"video": clip}], context=8, multiple=4)["video"][0], meta  # SignDataModule's padding
 
     def predict(self, videos: torch.Tensor, meta: list[dict], num_beams: int | None = None,
                 max_new_tokens: int = 150) -> list[dict]:

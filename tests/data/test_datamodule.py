@@ -60,7 +60,7 @@ def test_datamodule_loaders_and_class_names(corpus):
     assert dm.class_names[0] == "moving left" and len(dm.class_names) == 10
     batch = next(iter(dm.train_dataloader()))
     assert batch["video"].shape == (4, 4, 3, 32, 32)
-    with pytest.raises(ValueError, match="no 'test' manifest"):
+    with pytest.raises(ValueError, match="no 'test' split"):
         dm.test_dataloader()
 
 

@@ -113,10 +113,15 @@ def test_window_keeps_frames_inside():
 
 def test_sample_indices_errors():
     v = info(300, 30)
-    with pytest.raises(ValueError, match="exactly one of num_frames"):
+    with pytest.raises(ValueError, match="takes max_frames"):
         sample_indices(v)
-    with pytest.raises(ValueError, match="exactly one of num_frames"):
+    with pytest.raises(ValueError, match="not both"):
         sample_indices(v, num_frames=8, fps=2)
+    # neither: every frame of the window, evenly thinned to max_frames (in order, at random in training)
+    assert sample_indices(v, max_frames=400, start=2.0, end=3.0).tolist() == list(range(60, 90))
+    assert sample_indices(v, max_frames=10, start=2.0, end=3.0).tolist() == list(range(61, 90, 3))
+    drawn = sample_indices(v, max_frames=10, train=True, generator=torch.Generator().manual_seed(0))
+    assert len(drawn) == 10 and torch.all(drawn[1:] > drawn[:-1])
     with pytest.raises(ValueError, match="not 'dense'"):
         sample_indices(v, fps=2, mode="dense")
     with pytest.raises(ValueError, match="holds no frame"):

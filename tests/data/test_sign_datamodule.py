@@ -1,4 +1,5 @@
-"""Variable-length sign clips: frame subsampling, GFSLT's transform and padding, the Lightning data module."""
+"""Variable-length sign clips on the general stack: every-frame subsampling, GFSLT's transform and padding,
+the Lightning data module."""
 
 import lightning.pytorch as pl
 import pytest
@@ -7,7 +8,9 @@ from torch import nn
 
 from videolm.backbones.cnn import create_frame_encoder
 from videolm.io import VideoDecodeError
-from videolm.data.sign_datamodule import SignDataModule, SignDataset, SignTransform, frame_indices, sign_collate
+from videolm.data.datasets import collate
+from videolm.data.sampling import every_frame_indices as frame_indices
+from videolm.data.sign_datamodule import SignDataModule, SignDataset, sign_transform
 from videolm.nn.temporal import TemporalConv
 
 from .conftest import SAMPLES, write_phoenix
@@ -26,23 +29,23 @@ def test_frame_indices_keep_order():
 def test_sign_transform_one_draw_per_clip():
     frames = torch.randint(0, 255, (1, 40, 30, 3), dtype=torch.uint8).expand(6, -1, -1, -1)
     g = torch.Generator().manual_seed(1)
-    train = SignTransform(size=24, resize=28, train=True, generator=g)
+    train = sign_transform(size=24, resize=28, train=True, generator=g)
     outs = [train(frames) for _ in range(4)]
     assert outs[0].shape == (6, 3, 24, 24) and outs[0].dtype == torch.float32
     for out in outs:
         assert torch.equal(out[0], out[5])  # the same rotation, shift and crop on every frame
     assert any(not torch.equal(outs[0], o) for o in outs[1:])
-    test = SignTransform(size=24, resize=28)
+    test = sign_transform(size=24, resize=28)
     assert torch.equal(test(frames), test(frames))
     with pytest.raises(ValueError, match="larger than the resize"):
-        SignTransform(size=256, resize=224)
+        sign_transform(size=256, resize=224)
 
 
 def test_sign_collate_pads_like_gfslt():
     samples = [{"video": torch.arange(5.0).view(5, 1, 1, 1).expand(5, 3, 2, 2), "index": 0, "sentence": "a"},
                {"video": torch.arange(3.0).view(3, 1, 1, 1).expand(3, 3, 2, 2), "index": 1, "sentence": "b",
                 "errors": ["x.mp4: bad"]}]
-    batch = sign_collate(samples)
+    batch = collate(samples, context=8, multiple=4)
     # ceil(n / 4) * 4 + 16 frames: 8 copies of the first frame, the clip, then copies of the last one
     assert batch["length"].tolist() == [24, 20] and batch["video"].shape == (2, 24, 3, 2, 2)
     first = batch["video"][0, :, 0, 0, 0].tolist()
@@ -50,7 +53,7 @@ def test_sign_collate_pads_like_gfslt():
     assert batch["frame_mask"].sum(1).tolist() == [24, 20] and torch.all(batch["video"][1, 20:] == 0)
     assert batch["sentence"] == ["a", "b"] and batch["errors"] == ["x.mp4: bad"]
     assert batch["index"].tolist() == [0, 1]
-    plain = sign_collate(samples, context=0, multiple=1)
+    plain = collate(samples)
     assert plain["length"].tolist() == [5, 3]
     assert TemporalConv().output_length(batch["length"]).tolist() == [3, 2]  # ceil(n / 4) + 1
 

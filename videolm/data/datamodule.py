@@ -124,7 +124,63 @@ def few_shot_subset(dataset: VideoDataset, shots: int, seed: int = 0) -> Subset:
     return Subset(dataset, sorted(chosen))
 
 
-class VideoDataModule(pl.LightningDataModule):
+SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+
+
+class ClipDataModule(pl.LightningDataModule):
+    """What every videolm data module shares: a dataset per split, built once by :meth:`make_dataset`
+    when the split is given (:meth:`has_split`); loaders by :func:`make_loader` with
+    :meth:`collate_fn`'s function; the :class:`DecodeErrorReport`. Subclasses keep ``batch_size`` and
+    ``num_workers`` in their hyper-parameters. A missing validation split is no validation; another
+    missing split asked for is an error."""
+
+    def __init__(self):
+        super().__init__()
+        self.datasets: dict = {}
+
+    def has_split(self, split: str) -> bool:
+        raise NotImplementedError
+
+    def make_dataset(self, split: str):
+        raise NotImplementedError
+
+    def collate_fn(self) -> Callable[[list[dict]], dict]:
+        """The batch maker of the loaders (a plain function: loader workers may pickle it)."""
+        return collate
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in SPLITS.get(stage, ("train", "val", "test", "predict")):
+            if self.has_split(split) and split not in self.datasets:
+                self.datasets[split] = self.make_dataset(split)
+        register_error_report(self.trainer)
+
+    def dataset(self, split: str):
+        if split not in self.datasets:
+            if not self.has_split(split):
+                raise ValueError(f"no {split!r} split was given to {type(self).__name__}")
+            self.datasets[split] = self.make_dataset(split)
+        return self.datasets[split]
+
+    def loader(self, split: str, shuffle: bool = False):
+        if split == "val" and not self.has_split(split):
+            return []
+        return make_loader(self.dataset(split), self.hparams.batch_size, self.hparams.num_workers, shuffle,
+                           collate_fn=self.collate_fn())
+
+    def train_dataloader(self):
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self.loader("val")
+
+    def test_dataloader(self):
+        return self.loader("test")
+
+    def predict_dataloader(self):
+        return self.loader("predict")
+
+
+class VideoDataModule(ClipDataModule):
     """Video classification / captioning data from manifests (JSONL, CSV/TSV, MMAction2 lists).
 
     Args:
@@ -185,7 +241,9 @@ class VideoDataModule(pl.LightningDataModule):
         if not any(self.manifests.values()):
             raise ValueError("VideoDataModule needs at least one manifest (train, val, test or predict)")
         self._class_names: list[str] | None = None
-        self.datasets: dict[str, VideoDataset] = {}
+
+    def has_split(self, split: str) -> bool:
+        return bool(self.manifests[split])
 
     @property
     def class_names(self) -> list[str] | None:
@@ -223,16 +281,10 @@ class VideoDataModule(pl.LightningDataModule):
             transcript_length=h.transcript_length,
         )
 
-    def setup(self, stage: str | None = None) -> None:
-        for split, manifest in self.manifests.items():
-            if manifest and split not in self.datasets:
-                self.datasets[split] = self.make_dataset(split)
-        register_error_report(getattr(self, "trainer", None))
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        if split not in self.datasets:
-            raise ValueError(f"no {split!r} manifest was given to VideoDataModule")
-        dataset = self.datasets[split]
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        if split == "val" and not self.has_split(split):
+            return []
+        dataset = self.dataset(split)
         if isinstance(dataset, StreamingVideoDataset):  # shuffled by litdata; its loader state resumes
             if split == "train" and self.hparams.few_shot:
                 raise ValueError(f"few_shot needs a manifest, not the shards {self.manifests[split]}")
@@ -257,15 +309,3 @@ class VideoDataModule(pl.LightningDataModule):
         self._stream_state = state.get("train_loader")
         if self._stream_state and self._stream_loader is not None:
             self._stream_loader.load_state_dict(self._stream_state)
-
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader("val")
-
-    def test_dataloader(self):
-        return self._loader("test")
-
-    def predict_dataloader(self):
-        return self._loader("predict")

@@ -6,8 +6,10 @@ its frame metadata ``frame_indices`` (long, ``(T,)``; ``(num_clips, T)`` with se
 is included) and ``fps`` (the video's), ``label`` (when known), ``index``, ``path`` and the manifest's
 other fields. With ``transcript_windows=K`` a sample also has ``windows`` (the K transcript texts, in
 time order) and ``window_bounds`` (their ``(start, end)`` seconds), and its frames are sampled TSN-style
-over the span the windows cover (see :mod:`videolm.data.transcripts`). Frames come by count (``num_frames``) or by rate (``fps`` with ``min_frames`` /
-``max_frames``), only from inside the row's ``start`` / ``end`` window when it has one.
+over the span the windows cover (see :mod:`videolm.data.transcripts`). Frames come by count
+(``num_frames``), by rate (``fps`` with ``min_frames`` / ``max_frames``) or all of them (neither: at most
+``max_frames``, as sign-language clips), only from inside the row's ``start`` / ``end`` window when it
+has one.
 
 A sample that fails to load (a video that fails to decode, or, with transcript windows, a bad transcript
 or fewer than K windows with words) is replaced by the next one that loads (``on_error="replace"``, the
@@ -18,6 +20,7 @@ process, where :class:`~videolm.data.datamodule.DecodeErrorReport` names them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -86,7 +89,7 @@ class VideoDataset(Dataset):
         manifest: a manifest file (see :mod:`videolm.data.manifests`) or a list of records.
         num_frames: frames per clip when sampling by count; fps: sample at this rate instead (overrides
             ``num_frames``; T then varies between videos, ``collate`` pads), with ``min_frames`` /
-            ``max_frames`` caps.
+            ``max_frames`` caps; both None: every frame, at most ``max_frames``.
         sampler: ``segment`` (TSN), ``uniform`` or ``dense`` (``frame_interval``, ``num_clips``).
         kinetics_pattern: file names of Kinetics CSV rows (see :func:`read_manifest`).
         transcript_windows: K: cut each video's transcript (the record's ``transcript`` list or file, or a
@@ -120,8 +123,8 @@ class VideoDataset(Dataset):
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-        if fps is None and num_frames is None:
-            raise ValueError("give num_frames (sampling by count) or fps (sampling by rate)")
+        if fps is None and num_frames is None and max_frames is None:
+            raise ValueError("give num_frames (sampling by count), fps (sampling by rate) or max_frames (every frame)")
         if fps is not None and (sampler == "dense" or num_clips > 1):
             raise ValueError("sampling by fps takes one clip with sampler 'segment' or 'uniform'")
         if transcript_windows is not None and (fps is not None or num_clips > 1 or transcript_windows < 1):
@@ -219,15 +222,29 @@ def _pad_stack(values: list[torch.Tensor], dim: int, length: int, fill) -> torch
     return torch.stack(padded)
 
 
-def collate(samples: list[dict]) -> dict:
+def _replicate(sample: dict, context: int, multiple: int) -> dict:
+    """``sample``'s clip (and its frame metadata) with ``context`` copies of its first frame in front and
+    of its last behind, its length rounded up to a multiple of ``multiple`` by more copies of the last."""
+    n = len(sample["video"])
+    right = math.ceil(n / multiple) * multiple - n + context
+    index = torch.cat([torch.zeros(context, dtype=torch.long), torch.arange(n), torch.full((right,), n - 1)])
+    return {**sample, **{k: sample[k][index] for k in ("video", "frame_indices", "timestamps") if k in sample}}
+
+
+def collate(samples: list[dict], context: int = 0, multiple: int = 1) -> dict:
     """Stack videos, labels and frame metadata; keep other fields as lists; gather the samples' load
     failures (see :func:`load_or_replace`) into ``errors``.
 
-    Clips of different lengths (sampling by fps) are padded at the end to the longest: ``video`` with
-    zeros, ``frame_indices`` with -1, ``timestamps`` with 0. ``frame_mask (B, T)`` (bool, always present
-    with ``video``) is True on real frames, False on padding. ``timestamps`` is ``(B, T)`` (``(B, clips,
-    T)`` with several clips), ``fps`` ``(B,)``.
+    Clips of different lengths (sampling by fps, every frame) are padded at the end to the longest:
+    ``video`` with zeros, ``frame_indices`` with -1, ``timestamps`` with 0. ``frame_mask (B, T)`` (bool,
+    always present with ``video``) is True on real frames, False on padding; ``length (B,)`` counts them.
+    ``timestamps`` is ``(B, T)`` (``(B, clips, T)`` with several clips), ``fps`` ``(B,)``. GFSLT-VLP's
+    padding first: ``context`` copies of each clip's first and last frame around it, its length rounded
+    up to a multiple of ``multiple`` (8 and 4: ``n`` frames become ``ceil(n / 4) * 4 + 16``); the copies
+    count as real frames, as in the official code.
     """
+    if context or multiple > 1:
+        samples = [_replicate(s, context, multiple) for s in samples]
     batch: dict = {"errors": [e for s in samples for e in s.get("errors", [])]}
     videos = [s["video"] for s in samples]
     time_dim = videos[0].dim() - 4  # (T, ...) or (V, T, ...): T is 4th from the end
@@ -247,5 +264,6 @@ def collate(samples: list[dict]) -> dict:
             batch[key] = torch.tensor(values)
         else:
             batch[key] = values
-    batch["frame_mask"] = torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]
+    batch["length"] = torch.tensor(lengths)
+    batch["frame_mask"] = torch.arange(longest)[None, :] < batch["length"][:, None]
     return batch

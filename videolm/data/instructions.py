@@ -17,10 +17,9 @@ import json
 import re
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
 
-from videolm.data.datamodule import make_loader, register_error_report
+from videolm.data.datamodule import ClipDataModule
 from videolm.data.datasets import VideoDataset
 from videolm.data.manifests import Manifest, ManifestError, read_text
 from videolm.data.spec import VideoInput, fill_input, model_input
@@ -100,19 +99,19 @@ class InstructionDataset(VideoDataset):
         return sample
 
 
-class InstructionDataModule(pl.LightningDataModule):
-    """Train / val instruction files for :class:`videolm.models.pllava.PLLaVAModule`.
-
-    Loaders come from :func:`videolm.data.datamodule.make_loader` and videos that fail to decode are
-    reported by :class:`DecodeErrorReport`, as with :class:`VideoDataModule`. ``num_frames`` and
-    ``image_size`` left None are the model's (outside a Trainer: 16 and 224).
+class InstructionDataModule(ClipDataModule):
+    """Train / val instruction files for :class:`videolm.models.pllava.PLLaVAModule` (loaders, failed
+    videos replaced and reported, as every :class:`~videolm.data.datamodule.ClipDataModule`).
+    ``num_frames`` and ``image_size`` left None are the model's (outside a Trainer: 16 and 224).
     """
 
     def __init__(self, train: str, val: str | None = None, root: str | None = None, num_frames: int | None = None,
                  image_size: int | None = None, batch_size: int = 8, num_workers: int = 2, on_error: str = "replace"):
         super().__init__()
         self.save_hyperparameters()
-        self.datasets: dict[str, InstructionDataset] = {}
+
+    def has_split(self, split: str) -> bool:
+        return split in ("train", "val") and bool(self.hparams[split])
 
     def make_dataset(self, split: str) -> InstructionDataset:
         h = self.hparams
@@ -120,23 +119,3 @@ class InstructionDataModule(pl.LightningDataModule):
                            VideoInput(num_frames=16))
         return InstructionDataset(h[split], h.root, given["num_frames"], given["image_size"], train=split == "train",
                                   on_error=h.on_error)
-
-    def setup(self, stage: str | None = None) -> None:
-        for split in ("train", "val"):
-            if self.hparams[split] and split not in self.datasets:
-                self.datasets[split] = self.make_dataset(split)
-        register_error_report(getattr(self, "trainer", None))
-
-    def _loader(self, split: str):
-        if not self.hparams[split]:
-            return []
-        if split not in self.datasets:
-            self.setup()
-        return make_loader(self.datasets[split], self.hparams.batch_size, self.hparams.num_workers,
-                           shuffle=split == "train")
-
-    def train_dataloader(self):
-        return self._loader("train")
-
-    def val_dataloader(self):
-        return self._loader("val")

@@ -117,6 +117,17 @@ def frames_for_rate(num_available: int, video_fps: float, fps: float, min_frames
     return min(n, max_frames) if max_frames is not None else n
 
 
+def every_frame_indices(num_frames: int, max_frames: int, train: bool,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """All ``num_frames`` frames, or ``max_frames`` of them in order: drawn at random (``train``, as
+    GFSLT-VLP's loader) or evenly spaced."""
+    if num_frames <= max_frames:
+        return torch.arange(num_frames)
+    if train:
+        return torch.randperm(num_frames, generator=generator)[:max_frames].sort().values
+    return uniform_indices(num_frames, max_frames)
+
+
 def sample_indices(
     info,
     num_frames: int | None = None,
@@ -133,9 +144,9 @@ def sample_indices(
 ) -> torch.Tensor:
     """Frame indices (``torch.long``, 1-D) of one video, all inside the window ``[start, end)`` seconds.
 
-    Give exactly one of ``num_frames`` (sampling by count) or ``fps`` (sampling by rate: the window's
-    duration times ``fps`` frames, clamped to ``[min_frames, max_frames]``, evenly spread, so T varies
-    from video to video). ``mode``: ``segment`` (TSN: random offset per segment when ``train``, the
+    Give ``num_frames`` (sampling by count), ``fps`` (sampling by rate: the window's duration times
+    ``fps`` frames, clamped to ``[min_frames, max_frames]``, evenly spread, so T varies from video to
+    video) or neither (every frame of the window, at most ``max_frames``: :func:`every_frame_indices`). ``mode``: ``segment`` (TSN: random offset per segment when ``train``, the
     middle otherwise), ``uniform`` (segment midpoints) or ``dense`` (clips of ``num_frames`` frames every
     ``frame_interval`` frames; ``num_clips`` clips returned one after the other, ``num_clips * num_frames``
     indices; by count only). ``info``: a :class:`videolm.io.VideoInfo` (``VideoReader(path).info``).
@@ -145,9 +156,13 @@ def sample_indices(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if (num_frames is None) == (fps is None):
-        raise ValueError("give exactly one of num_frames (sampling by count) or fps (sampling by rate)")
+    if num_frames is not None and fps is not None:
+        raise ValueError("give one of num_frames (sampling by count) or fps (sampling by rate), not both")
     first, stop = window_frames(info, start, end)
+    if num_frames is None and fps is None:
+        if max_frames is None or mode == "dense" or num_clips > 1:
+            raise ValueError("every frame (neither num_frames nor fps) takes max_frames and one clip, not dense")
+        return first + every_frame_indices(stop - first, max_frames, train, generator)
     available = stop - first
     if fps is not None:
         if mode == "dense":

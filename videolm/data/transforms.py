@@ -102,14 +102,18 @@ def normalize(video: torch.Tensor, mean: str | tuple = "clip", std: tuple | None
 
 
 RESIZE_MODES = ("shortest", "squash")
+CROPS = ("random_resized", "multi_scale", "random")
 
 
 class VideoTransform:
     """The standard train / test pipeline for ``(T, H, W, C)`` uint8 clips.
 
-    Train: random-resized (or multi-scale) crop, random flip. Test: short-side resize to
-    ``resize_size`` (default ``size * 256 / 224``; ``resize_mode="squash"``: the whole frame to a
-    ``resize_size`` square, default ``size``), then a centre crop or three crops (``num_crops=3``).
+    Test: short-side resize to ``resize_size`` (default ``size * 256 / 224``; ``resize_mode="squash"``:
+    the whole frame to a ``resize_size`` square, default ``size``), then a centre crop or three crops
+    (``num_crops=3``). Train: a random-resized or multi-scale crop, or (``crop="random"``) the test resize
+    then a random ``size`` crop; a random flip (``flip``); with ``rotate`` / ``translate`` (degrees,
+    pixels; GFSLT-VLP's 30 and 10) first a random rotation and shift, each with probability 0.5. Every
+    random draw is one per clip: all its frames move alike.
     """
 
     def __init__(
@@ -124,9 +128,11 @@ class VideoTransform:
         num_crops: int = 1,
         generator: torch.Generator | None = None,
         resize_mode: str = "shortest",
+        rotate: float = 0.0,
+        translate: int = 0,
     ):
-        if crop not in ("random_resized", "multi_scale"):
-            raise ValueError(f"crop must be 'random_resized' or 'multi_scale', got {crop!r}")
+        if crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
         if mean not in MEAN_STD:
@@ -135,23 +141,38 @@ class VideoTransform:
         self.scale, self.flip, self.num_crops, self.generator = tuple(scale), flip, num_crops, generator
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
-        self.resize_mode = resize_mode
+        self.resize_mode, self.rotate, self.translate = resize_mode, rotate, translate
         self.resize_size = resize_size or (round(size * 256 / 224) if resize_mode == "shortest" else size)
+        if self.resize_size < size:
+            raise ValueError(f"crop size {size} is larger than the resize {self.resize_size}")
+
+    def _resize(self, video: torch.Tensor) -> torch.Tensor:
+        if self.resize_mode == "squash":
+            return TF.resize(video, [self.resize_size, self.resize_size], antialias=True)
+        return short_side_resize(video, self.resize_size)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         video = rearrange(frames, "t h w c -> t c h w")
+        g = self.generator
+        if self.train and (self.rotate or self.translate):
+            angle = (2 * _rand(g) - 1) * self.rotate if _rand(g) < 0.5 else 0.0
+            shift = [round((2 * _rand(g) - 1) * self.translate) for _ in range(2)] if _rand(g) < 0.5 else [0, 0]
+            if angle or any(shift):
+                video = TF.affine(video, angle=angle, translate=shift, scale=1.0, shear=[0.0, 0.0])
         if self.train:
-            if self.crop == "multi_scale":
+            if self.crop == "random":
+                video = self._resize(video)
+                top = int(_rand(g) * (video.shape[-2] - self.size + 1))
+                left = int(_rand(g) * (video.shape[-1] - self.size + 1))
+                video = TF.crop(video, top, left, self.size, self.size)
+            elif self.crop == "multi_scale":
                 video = multi_scale_crop(short_side_resize(video, self.resize_size), self.size, generator=self.generator)
             else:
                 video = random_resized_crop(video, self.size, self.scale, generator=self.generator)
             if self.flip and _rand(self.generator) < 0.5:
                 video = flip(video)
             return normalize(video, self.mean)
-        if self.resize_mode == "squash":
-            video = TF.resize(video, [self.resize_size, self.resize_size], antialias=True)
-        else:
-            video = short_side_resize(video, self.resize_size)
+        video = self._resize(video)
         if self.num_crops == 3:
             return torch.stack([normalize(v, self.mean) for v in three_crop(video, self.size)])
         return normalize(center_crop(video, self.size), self.mean)
