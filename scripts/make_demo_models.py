@@ -1,93 +1,12 @@
 """Train the built-in demo models on the synthetic corpus and write them under ``videolm/assets/``.
 
-    python3 scripts/make_demo_models.py clip
-    python3 scripts/make_demo_models.py pllava
-    python3 scripts/make_demo_models.py translator
+    python3 scripts/make_demo_models.py clip         # the image-pretrained tiny CLIP (clip-tiny)
+    python3 scripts/make_demo_models.py pllava       # the tiny captioner (pllava-tiny)
+    python3 scripts/make_demo_models.py translator   # the tiny sign-language translator (gfslt-tiny)
 
-``clip``: the bundled image-pretrained tiny CLIP (zoo card ``clip-tiny``; ``clip: clip-tiny`` in a
-config), the image-pretrained backbone of the synthetic configs as a real CLIP is for real data. A plain
-``open_clip.CLIP`` (:data:`CLIP_TINY`: 64 px, patch 16, vision width 64 x 3 layers, text width 64 x 2
-layers, open_clip's BPE tokenizer), saved as ``open_clip_config.json`` + ``open_clip_model.safetensors``
-(fp16) in ``videolm/assets/clip_tiny``, so ``open_clip.create_model("local-dir:...")`` loads it too.
-Trained from scratch on the CPU on images only (:class:`CLIPPretrain`): open_clip's ``ClipLoss`` between
-single frames of rendered corpus videos and the transcript text of their window ("the red circle is at
-the far left", "... is near the top", "is big", "is faint", "points left": the corpus' own phrasings, so
-the text tower tells TVTS transcripts apart), four frames of one video per batch so that the same shape
-at its other positions / sizes / visibilities / directions are the hard negatives; plus, during training
-only, linear per-patch heads predicting the shape, colour and pointing direction of random still shapes
-(:func:`render_stills`), the dense targets a tiny ViT needs to learn shapes quickly (stage 1, 4000
-steps). Stage 2 (800 steps, lr 1e-3) adds layout heads: the same per-cell targets read linearly from the
-image embedding itself. It was added because, from stage 1 alone, the quick start's FrameMeanCLIP mixed
-up horizontal and vertical motion and its X-CLIP was at chance between moving left and right; with
-stage 2 the quick start's test top-1 went from 70.0% to 78.0% (X-CLIP) and from 38.0% to 42.7%
-(FrameMeanCLIP). Shipped: the CLIP alone.
-
-The shipped model: stage 1 as ``PYTHONPATH=$PWD python3 scripts/make_demo_models.py clip --threads 1
---layout-steps 0`` (4000 steps of 32 videos (128 frames) + 64 stills, 1418 s wall on the shared 2-core
-machine), then stage 2 as ``clip --init <stage 1> --steps 0 --threads 2`` (252 s); ``clip`` with the
-defaults runs both. Zero-shot on 800 frames of 200 held-out videos (:func:`still_retrieval`), after
-stage 1 / stage 2: the frame's own window text first among its video's 4 texts 70.5 / 71.0% (chance
-25%); the right colour and shape among 40 variants of that text 58.9 / 58.8% (chance 2.5%); its text
-first among all 800 texts 38.0 / 39.9%.
-
-``pllava``: a tiny captioner in the PLLaVA layout: a tiny CLIP vision tower (64 px, patch 16, width 64,
-3 layers), the projector, adaptive pooling (16, 4, 4) -> (8, 4, 4) (every frame is held twice in the
-corpus, so no information is lost), a 2-layer Llama LM and a word-level tokenizer trained with
-``tokenizers`` on the corpus text. Trained from scratch on the CPU with the Lightning Trainer, in three
-stages on data rendered on the fly (``videolm.data.synthetic.render_sample``; no video is seen twice):
-
-0. the vision tower and projector on random still frames of the corpus' shapes (:func:`render_stills`),
-   with a linear head per pooled cell predicting the shape, colour and (for a triangle) pointing
-   direction of the object centred there, the cells that hold a shape weighted as much as all the
-   empty ones: a tiny ViT learns to tell shapes apart only with such dense targets and several
-   thousand steps, and the pointing direction of each frame is what tells a clockwise turn from a
-   counterclockwise one (the two are the same frames in reverse order);
-1. the same, plus videos with a small transformer head over all visual tokens predicting the actor's
-   colour and shape, the action and the number of shapes;
-2. :class:`videolm.models.pllava.PLLaVAModule` on videos, each with its caption and all its questions
-   as separate prompts, with the vision tower and projector frozen; turning videos are drawn
-   ``--rotation-weight`` (3) times as often as the other classes, as the direction of a turn is the
-   last thing the LM learns.
-
-Evaluated on a held-out seed-0 corpus (H.264 files, decoded as at inference), then saved as
-config.json + model.safetensors + tokenizer.json in ``videolm/assets/pllava_tiny`` with its zoo card
-(``pllava-tiny``).
-
-The shipped model comes from these defaults (about 50 min wall on the 2-core machine: stage 0 580 s,
-stage 1 320 s, stage 2 with 4000 steps 1875 s; held-out stills after stage 0: cell shape 0.97, colour
-0.98, pointing 0.98). On fresh videos (seeds never used in training):
-
-- tests/test_demo_pllava.py (30 videos, seed 20261129): colour 1.00, shape 0.97, motion 0.97 in
-  captions; answers 135/139.
-- 200 videos, seed 20261130: colour 1.000, shape 0.995, motion 0.980 (exact captions 0.975); answers
-  906/920 (98.5%).
-
-``translator``: a tiny GFSLT sign-language translator (``gfslt-tiny``) of the corpus' gesture strip:
-GFSLTConfig's ``tiny`` preset (tiny CNN, ``TemporalConv`` with one block: x2 in time, so the words of a
-5-word sentence, two frames each, keep a step of their own after the conv; 2 + 2 mBART layers, d 64)
-and a word tokenizer of the grammar's 25 words, trained from scratch on the CPU on full 64 px frames
-rendered on the fly (``render_sample([101, n])``, all 16 frames, the translator's own transform and
-padding):
-
-0. (``--glyph-steps``) the frame encoder with a linear head names the glyph each frame's strip shows
-   (:func:`strip_glyphs`, read from the pixels), AdamW 3e-3, batch 16 clips;
-1. :class:`videolm.models.gfslt.GFSLTModule`, stage ``slt``: AdamW 2e-3 (200 warm-up steps, cosine),
-   label smoothing 0.1, batch 16.
-
-Evaluated with beam 4 through ``videolm.load`` on a seed-0 corpus (H.264 files, decoded as at
-inference; ``--evaluate --eval-seed S`` evaluates the saved model on another seed), then saved as
-config.json + model.safetensors + tokenizer.json (1.0 MB) in ``videolm/assets/gfslt_tiny`` with its card.
-Measured, sharing the 2 cores with two other training jobs:
-
-- ``translator`` (the shipped model, run as ``--glyph-steps 400 --steps 1500 --batch-size 16``, which
-  are the defaults): 901 s wall for both stages (stage 0 108 s, held-out frame glyph accuracy 1.000;
-  final SLT loss 0.71); a rerun of ``translator`` (735 s wall) wrote the same model.safetensors, byte
-  for byte. Seed 0, 200 videos: BLEU-4 96.67,
-  ROUGE-L 99.29, exact sentences 95%. ``translator --evaluate --eval-seed 7`` (200 videos): BLEU-4
-  97.70, ROUGE-L 99.50, exact 96.5%. tests/test_demo_gfslt.py (60 videos, seed 20261201): BLEU-4
-  95.50, ROUGE-L 99.05, exact 93%.
-- ``translator --glyph-steps 0`` (no stage 0; 686 s): seed 0 BLEU-4 62.57, ROUGE-L 86.90, exact 33%
-  (mostly wrong adjectives): SLT alone gets there, but needs many more steps.
+Each trains from scratch on the CPU with the Lightning Trainer on data rendered on the fly, evaluates on
+held-out videos and saves the model with its zoo card. How each was made and what it scores, with the
+commands and wall times: scripts/README.md.
 """
 
 from __future__ import annotations

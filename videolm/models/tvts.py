@@ -29,22 +29,7 @@ trained at the CLIP rate; here it starts at 0 (so the start is exactly the image
 with the new modules (at 1e-7 a zero embedding would never move). Official checkpoints bring their own
 values (``videolm.convert.tvts.load_tvts``).
 
-Measured on the synthetic corpus (clip-tiny: 64 px, 16 patches a frame; 1500 steps, batch 16, lr 2e-3):
-with patch dropping at 0.5 the tube mask often hides the one small actor, and without a frame tag at the
-sort input the sort loss stays at ln 2 (0.6-0.8): the four texts are put in order up to reversal, from
-their wording alone, and the video never tells which way time runs (held-out exact sort 0.10, also with
-the official ``randn`` temporal embedding). With no dropping and ``sort_frame_embedding`` (a learned
-per-frame vector, std 0.5 at the start, added to the video tokens entering the sort transformer) exact
-sort reached 0.76. The linear probe on the video CLS then stays below frame averaging's 50% cap
-(46.7%): the tag lets the sort transformer sort from what each frame shows, and the tower need not
-carry the order. Without the tag the probe reaches 55.3%, past the cap (the tower's temporal embedding
-at std 0.5, ``temporal_embedding_std``; the same tower with the sort loss off: 50.0%), but sorting
-stays at the reversal plateau (0.10-0.15), also with that embedding at std 2 or with the sort reading
-the video CLS alone (``sort_input: cls``); scripts/experiments/tvts_probe.py has the runs, and
-its ``--curve`` the sort's training curves (without the tag it also stays on
-the plateau with the contrastive term off or the temporal attention frozen). So
-``configs/tvts/synthetic.yaml`` uses the tag and no dropping; the paper's B/16 recipe (196 patches
-a frame) keeps the official model. v1's MAE-ViT video tower is out of scope (its DistilBERT text tower
+Out of scope: v1's MAE-ViT video tower (its DistilBERT text tower
 is ``text_model``); v1 sorts the 768-d features before the projections, here the sort transformer
 always works in the joint embedding.
 """
@@ -74,8 +59,8 @@ class TVTSConfig:
     the transcripts per video. ``mask_ratio``: share of patches dropped in training.
     ``text_trainable_blocks``: the last text blocks trained (None: the whole text tower).
     ``sort_frame_embedding``: add a learned per-frame embedding to the video tokens entering the sort
-    transformer (not in the official model, whose checkpoints load with it off; see the module
-    docstring for why the synthetic configs turn it on). ``sort_input``: what of the video the sort
+    transformer (not in the official model, whose checkpoints load with it off; scripts/experiments/
+    tvts_probe.py measures it). ``sort_input``: what of the video the sort
     transformer reads: ``tokens`` (every visible token, the official model) or ``cls`` (the video CLS
     alone, so the order must be in the embedding that downstream tasks read). ``sort_weight``,
     ``contrastive_weight``: the weights of the two loss terms (2 and 1 in the paper; an ablation may
@@ -161,7 +146,7 @@ class SortTransformer(nn.Module):
     def __init__(self, dim: int, windows: int = 4, depth: int = 2, heads: int = 8, frames: int | None = None):
         super().__init__()
         self.type_embed = nn.Parameter(torch.zeros(1, 2, dim))
-        # optional: which frame each video token comes from (the CLS gets none); std as measured (docstring)
+        # optional: which frame each video token comes from (the CLS gets none)
         self.frame_embed = nn.Parameter(torch.randn(frames, dim) * 0.5) if frames else None
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         for block in self.blocks:
