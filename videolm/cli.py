@@ -461,9 +461,7 @@ def _add_embed(sub) -> None:
 
         class Embedder(Pipeline):
             def predict(self, videos, meta, **kwargs):
-                out = self.model.encode_video(videos)
-                out = out["video"] if isinstance(out, dict) else out  # X-CLIP: the MIT video embedding
-                return [{"embedding": f} for f in out.float().cpu()]
+                return [{"embedding": f} for f in self.model.encode_video(videos).float().cpu()]
 
         try:
             net = load_model(a.model)

@@ -15,7 +15,7 @@ def test_shapes_and_frame_counts(model):
     assert tokens.shape == (3, 32)
     for t in (1, 3, 4):
         assert model(torch.randn(2, t, 3, 64, 64), tokens).shape == (2, 3)
-    assert model.encode_video(torch.randn(2, 4, 3, 64, 64))["video"].shape == (2, 64)
+    assert model.encode_video(torch.randn(2, 4, 3, 64, 64)).shape == (2, 64)
     with pytest.raises(ValueError, match="5 frames"):
         model.encode_video(torch.randn(1, 5, 3, 64, 64))
 
