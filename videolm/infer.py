@@ -165,9 +165,7 @@ class Embedder(Pipeline):
         self.model.to(self.device)
 
     def predict(self, videos: torch.Tensor, meta: list[dict], **kwargs) -> list[dict]:
-        out = self.model.encode_video(videos)
-        out = out["video"] if isinstance(out, dict) else out  # X-CLIP: the MIT video embedding
-        return [{"embedding": f} for f in out.float().cpu()]
+        return [{"embedding": f} for f in self.model.encode_video(videos).float().cpu()]
 
     def embed(self, paths):
         """The embedding of one video (tensor) or of several (list; ``None`` where a file failed)."""

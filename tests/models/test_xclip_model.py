@@ -1,5 +1,8 @@
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from videolm.models.xclip import XCLIP
 
@@ -15,7 +18,13 @@ def test_shapes_and_frame_counts(model):
     assert tokens.shape == (3, 32)
     for t in (1, 3, 4):
         assert model(torch.randn(2, t, 3, 64, 64), tokens).shape == (2, 3)
-    assert model.encode_video(torch.randn(2, 4, 3, 64, 64))["video"].shape == (2, 64)
+    videos = torch.randn(2, 4, 3, 64, 64)
+    assert model.encode_video(videos).shape == (2, 64)
+    with torch.no_grad():
+        video, prompt = model.encode_video_tokens(videos)
+        torch.testing.assert_close(video, model.encode_video(videos))
+        assert prompt.shape == (2, 16, 64)  # the frame-averaged patch tokens of a 4x4 grid
+        torch.testing.assert_close(model.logits(video, prompt, model.encode_text(tokens)), model(videos, tokens))
     with pytest.raises(ValueError, match="5 frames"):
         model.encode_video(torch.randn(1, 5, 3, 64, 64))
 
@@ -135,3 +144,78 @@ def test_mit_position_std_sets_the_initial_scale():
     official = XCLIP({"preset": "tiny"}).mit.position_embedding
     wide = XCLIP({"preset": "tiny", "mit_position_std": 0.5}).mit.position_embedding
     assert 0.01 < float(official.std()) < 0.03 and 0.4 < float(wide.std()) < 0.6
+
+
+# -- retrieval under DDP: the loss gathers every rank's pairs -----------------------------------------
+
+
+class RecordingRetrieval(XCLIPClassifier):
+    """X-CLIP retrieval that writes each rank's first loss, its batch's paths and (after DDP has
+    averaged them) its gradients to ``out_dir``."""
+
+    def __init__(self, out_dir: str, **kwargs):
+        super().__init__(**kwargs)
+        self.out_dir = out_dir
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.record = {"loss": loss.detach().clone(), "paths": list(batch["path"])}
+        return loss
+
+    def on_after_backward(self):
+        grads = {n: p.grad.clone() for n, p in self.named_parameters() if p.grad is not None}
+        torch.save({**self.record, "grads": grads}, f"{self.out_dir}/rank{self.global_rank}.pt")
+
+
+def test_pair_logits_loss_in_one_process():
+    """Without DDP: with cosine logits it is contrastive_loss; with X-CLIP's it is the symmetric
+    cross-entropy of the (B, B) prompted logits."""
+    from videolm.models.common import contrastive_loss, pair_logits_loss
+
+    torch.manual_seed(0)
+    module = XCLIPClassifier(TINY, task="retrieval")
+    a, b, scale = torch.randn(5, 8), torch.randn(5, 8), 7.0
+    cosine = lambda v, t: scale * F.normalize(v, dim=-1) @ F.normalize(t, dim=-1).t()  # noqa: E731
+    torch.testing.assert_close(pair_logits_loss(module, cosine, (a,), b), contrastive_loss(module, a, b, scale))
+    videos, captions = torch.randn(3, 2, 3, 64, 64), ["a red circle", "a blue square", "a green star"]
+    with torch.no_grad():
+        logits = module.model.logits(*module.model.encode_video_tokens(videos), module.text_features(captions))
+        target = torch.arange(3)
+        expected = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        torch.testing.assert_close(module.retrieval_loss(videos, captions), expected)
+
+
+@pytest.mark.slow
+def test_retrieval_loss_gathers_all_ranks(tmp_path):
+    """2 CPU processes (ddp_spawn), 2 pairs each: each rank's loss scores its pairs against all 4
+    (X-CLIP prompting every video-text pair), so the mean of the two ranks' losses and the averaged
+    gradients are those of the 4-pair batch in one process, and neither rank's loss is its
+    2-pair batch's alone."""
+    torch.manual_seed(0)
+    module = RecordingRetrieval(str(tmp_path), config=TINY, optim={"lr": 1e-4}, task="retrieval")
+    reference = copy.deepcopy(module)
+    data = RandomClips(n=4)
+    ddp = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=1, logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                     default_root_dir=tmp_path)
+    ddp.fit(module, DataLoader(data, batch_size=2))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    items = {item["path"]: item for item in data.items}
+    batches = [[items[p] for p in r["paths"]] for r in ranks]
+    assert sorted(p for r in ranks for p in r["paths"]) == sorted(items)
+
+    def loss(batch):
+        return reference.retrieval_loss(torch.stack([i["video"] for i in batch]), [i["caption"] for i in batch])
+
+    full = loss(batches[0] + batches[1])
+    full.backward()
+    torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, full.detach(), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        for r, batch in zip(ranks, batches):
+            assert abs(float(r["loss"]) - float(loss(batch))) > 1e-3
+    grads = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
+    assert grads.keys() == ranks[0]["grads"].keys()
+    assert "model.prompt_generator.alpha" in grads and "model.clip.token_embedding.weight" in grads
+    for name, grad in grads.items():
+        for r in ranks:
+            torch.testing.assert_close(r["grads"][name], grad, atol=1e-5, rtol=1e-4, msg=name)

@@ -6,8 +6,9 @@
 * :func:`as_config`: a config dataclass from an instance, a dict (a checkpoint's hparams) or a preset.
 * :class:`VideoModule`: the LightningModule base: the method name written into checkpoints (so
   ``videolm.load`` finds the registry entry), hparams kept as plain data, optimizers from ``optim``.
-* :func:`average_views`, :func:`topk_predictions`, :class:`TextCache`, :func:`contrastive_loss`
-  (gathered across ranks), :func:`init_from` (weights of another checkpoint under a key prefix).
+* :func:`average_views`, :func:`topk_predictions`, :class:`TextCache`, :func:`contrastive_loss` and
+  :func:`pair_logits_loss` (gathered across ranks), :func:`init_from` (weights of another checkpoint
+  under a key prefix).
 """
 
 from __future__ import annotations
@@ -272,6 +273,11 @@ class CLIPVideoModel(nn.Module):
 
         return encode_text(self.clip, tokens)
 
+    def encode_video_tokens(self, videos: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What ``logits(*video, text)`` takes of a video: batch-first tensors, the ``(B, E)`` embedding
+        of ``encode_video`` first (X-CLIP adds the patch tokens that prompt its text)."""
+        return (self.encode_video(videos),)
+
 
 # -- evaluation helpers -----------------------------------------------------------------------------------
 
@@ -318,14 +324,31 @@ def gather(module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
     return module.all_gather(x, sync_grads=True).flatten(0, 1)
 
 
+def _targets(module: pl.LightningModule, n: int, device: torch.device) -> torch.Tensor:
+    """Where this rank's ``n`` pairs sit in the batch gathered from all ranks."""
+    rank = module._trainer.global_rank if module._trainer is not None else 0
+    return torch.arange(n, device=device) + rank * n
+
+
 def contrastive_loss(module: pl.LightningModule, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
     """Symmetric InfoNCE between normalised ``a`` and ``b`` ``(N, E)`` (pairs on the diagonal),
     over the batches of all ranks (as open_clip's ``ClipLoss`` with ``gather_with_grad``)."""
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     all_a, all_b = gather(module, a), gather(module, b)
-    rank = module._trainer.global_rank if module._trainer is not None else 0
-    target = torch.arange(len(a), device=a.device) + rank * len(a)
+    target = _targets(module, len(a), a.device)
     return (F.cross_entropy(scale * a @ all_b.t(), target) + F.cross_entropy(scale * b @ all_a.t(), target)) / 2
+
+
+def pair_logits_loss(module: pl.LightningModule, logits: Callable[..., torch.Tensor],
+                     video: tuple[torch.Tensor, ...], text: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over video/text pairs (on the diagonal) scored by a model's own
+    ``logits(*video, text) -> (B, K)``, over the batches of all ranks: this rank's videos against
+    every rank's texts, and every rank's videos against this rank's texts. With
+    ``scale * cos(video, text)`` it is :func:`contrastive_loss`; X-CLIP prompts each text by the video
+    it is scored against, so every gathered pair gets its own prompt."""
+    all_video, all_text = tuple(gather(module, v) for v in video), gather(module, text)
+    target = _targets(module, len(text), text.device)
+    return (F.cross_entropy(logits(*video, all_text), target) + F.cross_entropy(logits(*all_video, text).t(), target)) / 2
 
 
 def init_from(model: nn.Module, path: str | Path, prefix: str = "", strict: bool = False,
@@ -358,18 +381,17 @@ def init_from(model: nn.Module, path: str | Path, prefix: str = "", strict: bool
 # -- the class-prompt classifier shared by the CLIP video models ---------------------------------------------
 
 
-def _cat_views(video, views: int):
-    """Average a (dict of) ``(B * views, ...)`` tensor(s) over the views."""
-    if isinstance(video, dict):
-        return {k: _cat_views(v, views) for k, v in video.items()}
-    return reduce(video, "(b v) ... -> b ...", "mean", v=views)
+def _mean_views(video: tuple[torch.Tensor, ...], views: int) -> tuple[torch.Tensor, ...]:
+    """``(B * views, ...)`` tensors averaged over the views."""
+    return tuple(reduce(v, "(b v) ... -> b ...", "mean", v=views) for v in video)
 
 
 class VideoTextClassifier(VideoModule):
     """Classification of videos by cosine against class-name prompts (CLIP zero-shot style), or
     text-to-video retrieval, for any model with ``tokenize(texts)``, ``encode_text(ids) -> (K, E)``,
-    ``encode_video(videos) -> (B, E)`` (or a dict of batch-first tensors), ``logits(video, text) ->
-    (B, K)``, ``is_new(name)`` and an open_clip ``clip``.
+    ``encode_video_tokens(videos)`` (a tuple of batch-first tensors; :class:`CLIPVideoModel`'s is
+    ``(encode_video(videos),)``), ``logits(*video_tokens, text) -> (B, K)``, ``is_new(name)`` and an
+    open_clip ``clip``.
 
     ``class_names``: names or a class list file (zero-shot on new classes); default the data
     module's. ``task``: ``classify`` (CE over class prompts; multi-view test = mean of view
@@ -428,7 +450,7 @@ class VideoTextClassifier(VideoModule):
         return self._text.get(texts, self.text_features, self.freeze_text, self.device)
 
     def class_logits(self, videos: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(self.model.encode_video(videos), self.class_features())
+        return self.model.logits(*self.model.encode_video_tokens(videos), self.class_features())
 
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(B, K)``; ``(B, V, T, C, H, W)`` views are averaged."""
@@ -446,19 +468,16 @@ class VideoTextClassifier(VideoModule):
         videos, labels = v2.RandomChoice(mixers)(tv_tensors.Video(videos), labels)
         return videos.as_subclass(torch.Tensor), labels
 
+    def retrieval_loss(self, videos: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """Symmetric contrastive loss of the videos and their captions over the batches of all ranks,
+        scored by the model's ``logits`` (:func:`pair_logits_loss`)."""
+        return pair_logits_loss(self, self.model.logits, self.model.encode_video_tokens(videos),
+                                self.text_features(captions))
+
     def training_step(self, batch, batch_idx):
         videos = batch["video"]
         if self.task == "retrieval":
-            video = self.model.encode_video(videos)
-            text = self.text_features(batch["caption"])
-            v = video["video"] if isinstance(video, dict) else video
-            scale = self.model.clip.logit_scale.exp()
-            if isinstance(video, dict):  # text prompted per video: the model's own logits, this rank's batch
-                logits = self.model.logits(video, text)
-                target = torch.arange(len(logits), device=self.device)
-                loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
-            else:
-                loss = contrastive_loss(self, v, text, scale)
+            loss = self.retrieval_loss(videos, batch["caption"])
         else:
             videos, target = self._mix(videos, batch["label"])
             loss = F.cross_entropy(self.class_logits(videos), target, label_smoothing=self.label_smoothing)
@@ -469,8 +488,8 @@ class VideoTextClassifier(VideoModule):
         videos = batch["video"]
         if self.task == "retrieval":
             views = videos.shape[1] if videos.dim() == 6 else 1
-            video = self.model.encode_video(videos.flatten(0, 1) if views > 1 else videos)
-            self._outputs.append({"video": _cat_views(video, views), "caption": list(batch["caption"])})
+            video = self.model.encode_video_tokens(videos.flatten(0, 1) if views > 1 else videos)
+            self._outputs.append({"video": _mean_views(video, views), "caption": list(batch["caption"])})
             return
         probs, labels = self(videos), batch["label"]
         self.top1.update(probs, labels), self.top5.update(probs, labels)
@@ -483,17 +502,12 @@ class VideoTextClassifier(VideoModule):
 
         if self.task != "retrieval" or not self._outputs:
             return
-        first = self._outputs[0]["video"]
-        if isinstance(first, dict):
-            video = {k: torch.cat([o["video"][k] for o in self._outputs]) for k in first}
-        else:
-            video = torch.cat([o["video"] for o in self._outputs])
+        video = tuple(torch.cat(parts) for parts in zip(*(o["video"] for o in self._outputs)))
         captions = [c for o in self._outputs for c in o["caption"]]
         self._outputs = []
         text = self.text_features(captions)
         n = len(captions)
-        chunk = lambda i: {k: v[i:i + 64] for k, v in video.items()} if isinstance(video, dict) else video[i:i + 64]  # noqa: E731
-        similarity = torch.cat([self.model.logits(chunk(i), text) for i in range(0, n, 64)])
+        similarity = torch.cat([self.model.logits(*(v[i:i + 64] for v in video), text) for i in range(0, n, 64)])
         for name, value in recall_at_k(similarity.t()).items():
             self.log(f"{stage}/t2v_{name}", value, prog_bar=name == "R@1")
 

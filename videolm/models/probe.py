@@ -30,8 +30,7 @@ def _load_encoder(encoder: str | nn.Module) -> nn.Module:
 
 def _embed(encoder: nn.Module, videos: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        out = encoder.encode_video(videos)
-    return (out["video"] if isinstance(out, dict) else out).float()
+        return encoder.encode_video(videos).float()
 
 
 class LinearProbe(VideoModule):

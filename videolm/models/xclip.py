@@ -170,23 +170,28 @@ class XCLIP(CLIPVideoModel):
         tokens = self.prompts_visual_ln(x[:, 1:]) @ self.prompts_visual_proj
         return frames, reduce(tokens, "(b t) n e -> b n e", "mean", b=b)
 
-    def encode_video(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"video": (B, E)`` MIT embeddings (not normalised), ``"prompt": (B, N, E)`` prompt tokens``}``."""
+    def encode_video_tokens(self, videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`logits` takes of a video: its MIT embedding ``(B, E)`` (not normalised) and the
+        frame-averaged patch tokens ``(B, N, E)`` that prompt the text."""
         frames, tokens = self.encode_frames(videos)
-        return {"video": self.mit(frames), "prompt": tokens}
+        return self.mit(frames), tokens
 
-    def logits(self, video: dict[str, torch.Tensor], text: torch.Tensor) -> torch.Tensor:
-        """``(B, K)``: logit_scale * cos(video, class text prompted for that video)."""
-        v = video["video"]
-        text = text.unsqueeze(0).expand(v.shape[0], -1, -1)
-        text = F.normalize(text + self.prompt_generator(text, video["prompt"]), dim=-1)
-        return self.clip.logit_scale.exp() * torch.einsum("be,bke->bk", F.normalize(v, dim=-1), text)
+    def encode_video(self, videos: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C, H, W)`` -> the MIT video embeddings ``(B, E)`` (not normalised)."""
+        return self.encode_video_tokens(videos)[0]
+
+    def logits(self, video: torch.Tensor, tokens: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """``(B, K)``: logit_scale * cos(video, each text prompted by that video's ``tokens``), for the
+        two outputs of :meth:`encode_video_tokens` and text embeddings ``(K, E)``."""
+        text = text.unsqueeze(0).expand(video.shape[0], -1, -1)
+        text = F.normalize(text + self.prompt_generator(text, tokens), dim=-1)
+        return self.clip.logit_scale.exp() * torch.einsum("be,bke->bk", F.normalize(video, dim=-1), text)
 
     def forward(self, videos: torch.Tensor, tokens: torch.Tensor | None = None,
                 text_features: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, K)``; give the class ``tokens`` ``(K, L)`` or their ``text_features`` ``(K, E)``."""
         text = self.encode_text(tokens) if text_features is None else text_features
-        return self.logits(self.encode_video(videos), text)
+        return self.logits(*self.encode_video_tokens(videos), text)
 
 
 class XCLIPClassifier(VideoTextClassifier):
