@@ -224,7 +224,7 @@ def bench_simvlg(args, device, g) -> None:
 
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from videolm.backbones.text import train_caption_lm
+    from videolm.demo import train_caption_lm
     from videolm.models.simvlg import SimVLG
 
     with tempfile.TemporaryDirectory() as folder:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from videolm.backbones.text import train_caption_lm
+from videolm.demo import train_caption_lm
 from videolm.data.synthetic import caption_texts
 
 

@@ -20,9 +20,9 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from videolm.backbones.text import train_caption_lm
+from videolm.demo import train_caption_lm
 from videolm.data.datasets import VideoDataset
-from videolm.data.synthetic import caption_texts, generate_corpus
+from videolm.data.synthetic import caption_attribute_accuracy, caption_texts, generate_corpus
 from videolm.data.transforms import VideoTransform
 from videolm.models.common import Optim
 from videolm.models.simvlg import SimVLGConfig, SimVLGModule
@@ -49,7 +49,8 @@ def run(args, splits: dict, r: int, temporal_r: int) -> dict:
     tower = {"clip_config": "tiny"} if args.tower == "tiny" else {"model_name": args.tower}
     config = SimVLGConfig(llm=args.lm, **tower, connector_dim=64, connector_depth=4, r=r,
                           temporal_r=temporal_r, max_frames=16)  # the quick start's, merging as given
-    model = SimVLGModule(config, Optim(lr=args.lr, weight_decay=0.01, schedule="constant"), max_new_tokens=10)
+    model = SimVLGModule(config, Optim(lr=args.lr, weight_decay=0.01, schedule="constant"), max_new_tokens=10,
+                         caption_score=caption_attribute_accuracy)
     train = DataLoader(with_tokens(model, splits["train"]), batch_size=16, shuffle=True, collate_fn=collate)
     test = DataLoader(with_tokens(model, splits["test"]), batch_size=64, collate_fn=collate)
     trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -60,7 +61,7 @@ def run(args, splits: dict, r: int, temporal_r: int) -> dict:
     metrics = trainer.test(model, test, verbose=False)[0]
     with torch.no_grad():
         prefix = model.model.encode(splits["test"][0]["video"][None]).shape[1]
-    return {"acc": metrics["test/attr_acc"], "loss": metrics["test/loss"], "prefix": prefix, "seconds": seconds}
+    return {"acc": metrics["test/caption_score"], "loss": metrics["test/loss"], "prefix": prefix, "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,7 +52,7 @@ def _tvts(tmp_path, corpus, request):
 
 @recipe("simvlg")
 def _simvlg(tmp_path, corpus, request):
-    from videolm.backbones.text import train_caption_lm
+    from videolm.demo import train_caption_lm
     from videolm.models.simvlg import SimVLGConfig, SimVLGModule
 
     lm = train_caption_lm(["a red circle moves to the left", "a blue square grows"], tmp_path / "lm", epochs=1)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from videolm.backbones.text import train_caption_lm
+from videolm.demo import train_caption_lm
 from videolm.data.synthetic import caption_attribute_accuracy
 from videolm.models.common import Optim
 from videolm.models.simvlg import SimVLG, SimVLGConfig, SimVLGModule, load_pretrained
@@ -99,12 +99,13 @@ def test_lightning_fit_test_and_checkpoint_on_synthetic_corpus(lm, tmp_path):
                            image_size=64, flip=False, batch_size=4, num_workers=0)
     config = SimVLGConfig(llm=lm, clip_config="tiny", connector_dim=32, connector_depth=2, r=4, temporal_r=2,
                           max_frames=8, num_frames=4)
-    model = SimVLGModule(config, optim=Optim(lr=1e-3, schedule="constant"), max_new_tokens=8)
+    model = SimVLGModule(config, optim=Optim(lr=1e-3, schedule="constant"), max_new_tokens=8,
+                         caption_score=caption_attribute_accuracy)
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, default_root_dir=tmp_path,
                          num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, data)
     metrics = trainer.test(model, data, verbose=False)[0]
-    assert 0.0 <= metrics["test/attr_acc"] <= 1.0 and metrics["test/loss"] > 0
+    assert 0.0 <= metrics["test/caption_score"] <= 1.0 and metrics["test/loss"] > 0
     ckpt = next(tmp_path.rglob("*.ckpt"))
     loaded = load_pretrained(ckpt)  # what `videolm caption --model runs/.../last.ckpt` will load
     assert isinstance(loaded, SimVLG) and (loaded.num_frames, loaded.image_size) == (4, 64)

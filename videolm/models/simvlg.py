@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,6 @@ from transformers import AutoModelForCausalLM
 from videolm.backbones import text as lm_text
 from videolm.backbones import clip as clip_lib
 from videolm.backbones.text import IGNORE_INDEX
-from videolm.data.synthetic import caption_attribute_accuracy
 from videolm.data.spec import VideoInput
 from videolm.models.common import Optim, VideoModule, as_config, resolve_clip
 from videolm.nn.temporal import TemporalAttention
@@ -198,19 +197,21 @@ class SimVLGModule(VideoModule):
     Batches carry ``video`` (images or videos) or, since the tower is frozen, its precomputed
     ``frame_tokens`` ``(B, T, N, W)`` (:meth:`SimVLG.frame_tokens` of every frame).
     ``optim``: the trainable parts (connector, temporal module, projections); default AdamW lr 1e-4,
-    weight decay 0.05, constant rate. Validation and test log the LM loss and, when the batch has
-    ``qa``, the colour / shape / motion accuracy of greedy captions
-    (:func:`videolm.data.synthetic.caption_attribute_accuracy`).
+    weight decay 0.05, constant rate. Validation and test log the LM loss and, with a ``caption_score``
+    (``(captions, batch["qa"]) -> float``, e.g. the synthetic corpus' colour / shape / motion accuracy
+    ``videolm.data.synthetic.caption_attribute_accuracy``) and batches that carry ``qa``, that score of
+    greedy captions as ``{stage}/caption_score``. ``predict`` gives ``{"path", "caption"}`` per video.
     """
 
     method = "simvlg"
 
     def __init__(self, config: SimVLGConfig | str = "tiny", optim: Optim | None = None, max_text_length: int = 32,
-                 max_new_tokens: int = 20):
+                 max_new_tokens: int = 20, caption_score: Callable[[list[str], list], float] | None = None):
         super().__init__()
         config = as_config(SimVLGConfig, config, PRESETS)
         self.optim = Optim(lr=1e-4, weight_decay=0.05, schedule="constant") if optim is None else as_config(Optim, optim)
         self.max_text_length, self.max_new_tokens = max_text_length, max_new_tokens
+        self.caption_score = caption_score
         self.save_config(config=config, optim=self.optim, max_text_length=max_text_length,
                          max_new_tokens=max_new_tokens)
         self.model = SimVLG(config)
@@ -233,12 +234,13 @@ class SimVLGModule(VideoModule):
     def eval_step(self, batch, stage: str):
         n, prefix = len(batch["caption"]), self._prefix(batch)
         self.log(f"{stage}/loss", self._loss(batch, prefix), prog_bar=True, batch_size=n)
-        if batch.get("qa"):
+        if self.caption_score is not None and batch.get("qa"):
             captions = self.model.caption(prefix, self.max_new_tokens)
-            self.log(f"{stage}/attr_acc", caption_attribute_accuracy(captions, batch["qa"]), batch_size=n)
+            self.log(f"{stage}/caption_score", self.caption_score(captions, batch["qa"]), batch_size=n)
 
     def predict_step(self, batch, batch_idx):
-        return self.model.caption(self._prefix(batch), self.max_new_tokens)
+        captions = self.model.caption(self._prefix(batch), self.max_new_tokens)
+        return [{"path": p, "caption": c} for p, c in zip(batch["path"], captions)]
 
 
 def load_pretrained(path: str | Path, map_location: str = "cpu") -> SimVLG:
