@@ -130,3 +130,16 @@ def test_method_trains_saves_reloads_and_serves(name, corpus, tmp_path, request)
     fresh = (Classifier(module.eval(), device="cpu") if METHODS[name].task == "classify"
              else type(served)(module.model.eval(), device="cpu"))
     _same(_results(served, video), _results(fresh, video))
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_paper_optimiser_is_the_visible_default(name):
+    """Each LightningModule's default optimiser is a filled-in ``Optim`` (what ``videolm fit
+    --print_config`` shows), never ``None``, and a module built without one uses exactly it."""
+    import inspect
+
+    from videolm.models.common import Optim
+
+    default = inspect.signature(METHODS[name].get("module")).parameters["optim"].default
+    assert isinstance(default, Optim)
+    assert default.lr > 0 and default.name in ("adamw", "sgd")

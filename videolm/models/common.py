@@ -30,10 +30,11 @@ C = TypeVar("C")
 
 
 def as_config(cls: type[C], value: C | dict | str | None, presets: dict[str, dict] | None = None) -> C:
-    """``cls`` from an instance, a dict of its fields (``{"preset": name, ...}`` starts from a preset),
-    a preset name, or ``None`` (the defaults). Unknown fields are an error naming them."""
+    """``cls`` from an instance (copied: a default instance in a signature is never shared), a dict of its
+    fields (``{"preset": name, ...}`` starts from a preset), a preset name, or ``None`` (the defaults).
+    Unknown fields are an error naming them."""
     if isinstance(value, cls):
-        return value
+        return dataclasses.replace(value)
     presets = presets or getattr(cls, "PRESETS", {})
     if value is None:
         return cls()

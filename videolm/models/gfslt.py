@@ -290,7 +290,7 @@ class GFSLTModule(VideoModule):
 
     method = "gfslt"
 
-    def __init__(self, config: GFSLTConfig | dict | str = "tiny", stage: str = "slt", optim: Optim | None = None,
+    def __init__(self, config: GFSLTConfig | dict | str = "tiny", stage: str = "slt", optim: Optim = Optim(name="sgd", lr=0.01),
                  init: str | None = None, init_decoder: bool | None = None, mask_rate: float = 0.15,
                  label_smoothing: float = 0.2, num_beams: int = 4, max_new_tokens: int = 150,
                  max_text_length: int = 64, bleu_tokenize: str = "13a"):
@@ -298,7 +298,7 @@ class GFSLTModule(VideoModule):
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
         config = as_config(GFSLTConfig, config)
-        self.optim = Optim(name="sgd", lr=0.01) if optim is None else as_config(Optim, optim)
+        self.optim = as_config(Optim, optim)
         self.stage, self.mask_rate, self.label_smoothing = stage, mask_rate, label_smoothing
         self.num_beams, self.max_new_tokens, self.max_text_length = num_beams, max_new_tokens, max_text_length
         self.bleu_tokenize = bleu_tokenize

@@ -63,15 +63,14 @@ class FrameMeanCLIP(VideoTextClassifier):
     def __init__(
         self,
         config: FrameMeanConfig | str | None = None,
-        optim: Optim | None = None,
+        optim: Optim = Optim(lr=1e-5, betas=(0.9, 0.98), weight_decay=0.001),
         class_names: list[str] | str | None = None,
         prompt: str = "a video of {}.",
         freeze_text: bool = True,
         label_smoothing: float = 0.0,
     ):
         model = FrameMean(config)
-        optim = as_config(Optim, optim if optim is not None else
-                          {"lr": 1e-5, "betas": (0.9, 0.98), "weight_decay": 0.001})
+        optim = as_config(Optim, optim)
         super().__init__(model, optim, class_names, prompt, "classify", freeze_text, label_smoothing)
         self.save_config(config=model.config, optim=optim, class_names=class_names, prompt=prompt,
                          freeze_text=freeze_text, label_smoothing=label_smoothing)

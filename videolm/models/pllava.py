@@ -250,7 +250,7 @@ class PLLaVAModule(VideoModule):
     def __init__(
         self,
         config: PLLaVAConfig | str = "7b",
-        optim: Optim | None = None,
+        optim: Optim = Optim(lr=2e-5),
         pretrained: str | None = None,
         lora: LoRA | None = None,
         freeze_vision: bool = True,
@@ -260,7 +260,7 @@ class PLLaVAModule(VideoModule):
     ):
         super().__init__()
         config = as_config(PLLaVAConfig, config, PRESETS)
-        self.optim = Optim(lr=2e-5) if optim is None else as_config(Optim, optim)
+        self.optim = as_config(Optim, optim)
         self.lora = as_config(LoRA, lora)
         self.split_turns, self.max_length = split_turns, max_length
         if pretrained is not None:  # a foreign-format folder: read by the registry's PLLaVA loader

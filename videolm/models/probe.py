@@ -48,11 +48,11 @@ class LinearProbe(VideoModule):
         return self.encoder.input_spec  # the frozen encoder's
 
     def __init__(self, encoder: str | nn.Module, num_classes: int | None = None, normalize: bool = True,
-                 batch_norm: bool = False, optim: Optim | None = None):
+                 batch_norm: bool = False, optim: Optim = Optim(lr=1e-3, schedule="cosine")):
         super().__init__()
         self.encoder = _load_encoder(encoder)
         self.normalize, self.batch_norm = normalize, batch_norm
-        self.optim = as_config(Optim, optim if optim is not None else {"lr": 1e-3, "schedule": "cosine"})
+        self.optim = as_config(Optim, optim)
         self.head: nn.Linear | None = None
         self.save_config(encoder=encoder if isinstance(encoder, str) else None, num_classes=num_classes,
                          normalize=normalize, batch_norm=batch_norm, optim=self.optim)

@@ -205,11 +205,12 @@ class SimVLGModule(VideoModule):
 
     method = "simvlg"
 
-    def __init__(self, config: SimVLGConfig | str = "tiny", optim: Optim | None = None, max_text_length: int = 32,
+    def __init__(self, config: SimVLGConfig | str = "tiny",
+                 optim: Optim = Optim(lr=1e-4, weight_decay=0.05, schedule="constant"), max_text_length: int = 32,
                  max_new_tokens: int = 20, caption_score: Callable[[list[str], list], float] | None = None):
         super().__init__()
         config = as_config(SimVLGConfig, config, PRESETS)
-        self.optim = Optim(lr=1e-4, weight_decay=0.05, schedule="constant") if optim is None else as_config(Optim, optim)
+        self.optim = as_config(Optim, optim)
         self.max_text_length, self.max_new_tokens = max_text_length, max_new_tokens
         self.caption_score = caption_score
         self.save_config(config=config, optim=self.optim, max_text_length=max_text_length,

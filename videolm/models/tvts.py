@@ -289,7 +289,8 @@ class TVTSModule(VideoModule):
 
     method = "tvts"
 
-    def __init__(self, config: TVTSConfig | str | None = None, optim: Optim | None = None,
+    def __init__(self, config: TVTSConfig | str | None = None,
+                 optim: Optim = Optim(lr=1e-7, new_lr_scale=1000.0, weight_decay=0.05, schedule="step", milestones=(6, 8)),
                  init_from: str | None = None):
         super().__init__()
         if init_from is not None:
@@ -298,9 +299,7 @@ class TVTSModule(VideoModule):
             self.model = load_model(init_from, method="tvts")
         else:
             self.model = TVTS(config)
-        self.optim = as_config(Optim, optim if optim is not None else
-                               {"lr": 1e-7, "new_lr_scale": 1000.0, "weight_decay": 0.05, "schedule": "step",
-                                "milestones": (6, 8)})
+        self.optim = as_config(Optim, optim)
         self.save_config(config=self.model.config, optim=self.optim, init_from=None)
 
     def is_new(self, name: str) -> bool:

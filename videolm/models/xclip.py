@@ -209,7 +209,7 @@ class XCLIPClassifier(VideoTextClassifier):
     def __init__(
         self,
         config: XCLIPConfig | str | None = None,
-        optim: Optim | None = None,
+        optim: Optim = Optim(lr=8e-6, betas=(0.9, 0.98), weight_decay=0.001, new_lr_scale=10.0, warmup_epochs=5.0),
         init_from: str | None = None,
         class_names: list[str] | str | None = None,
         prompt: str = "{}",
@@ -225,9 +225,7 @@ class XCLIPClassifier(VideoTextClassifier):
             model = load_model(init_from, method="xclip")
         else:
             model = XCLIP(config)
-        optim = as_config(Optim, optim if optim is not None else
-                          {"lr": 8e-6, "betas": (0.9, 0.98), "weight_decay": 0.001, "new_lr_scale": 10.0,
-                           "warmup_epochs": 5.0})
+        optim = as_config(Optim, optim)
         super().__init__(model, optim, class_names, prompt, task, freeze_text, label_smoothing, mixup, cutmix)
         self.save_config(config=model.config, optim=optim, init_from=None, class_names=class_names,
                          prompt=prompt, task=task, freeze_text=freeze_text, label_smoothing=label_smoothing,
