@@ -233,7 +233,7 @@ def bench_simvlg(args, device, g) -> None:
         # 2. video path with / without temporal merging
         def video_model(temporal_r: int) -> SimVLG:
             torch.manual_seed(0)
-            return SimVLG(llm=lm, model_name="ViT-B-16", connector_depth=12, r=19, temporal_r=temporal_r).eval().to(device)
+            return SimVLG(llm=lm, clip="ViT-B-16", connector_depth=12, r=19, temporal_r=temporal_r).eval().to(device)
 
         videos = torch.randn(args.videos, args.frames, 3, 224, 224, generator=g).to(device)
         models = {0: video_model(0), args.temporal_r: video_model(args.temporal_r)}

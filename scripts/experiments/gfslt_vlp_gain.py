@@ -27,7 +27,7 @@ def run(stage: str, steps: int, corpus: Path, tokenizer: Path, work: Path, seed:
     pl.seed_everything(seed, verbose=False)
     data = SignDataModule(str(corpus), val_split="val", image_size=64, resize=64, rotate=0, translate=0,
                           batch_size=batch_size, num_workers=1)
-    module = GFSLTModule({"preset": "tiny", "tokenizer": str(tokenizer)}, stage=stage, init=init,
+    module = GFSLTModule({"preset": "tiny", "tokenizer": str(tokenizer)}, stage=stage, init_from=init,
                          optim={"name": "adamw", "lr": 1e-3, "schedule": "cosine"}, max_new_tokens=20)
     trainer = pl.Trainer(accelerator="cpu", max_steps=steps, max_epochs=-1, limit_val_batches=0, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -46,7 +46,7 @@ def collate(samples: list[dict]) -> dict:
 
 def run(args, splits: dict, r: int, temporal_r: int) -> dict:
     pl.seed_everything(args.seed, verbose=False)
-    tower = {"clip_config": "tiny"} if args.tower == "tiny" else {"model_name": args.tower}
+    tower = {"clip_config": "tiny"} if args.tower == "tiny" else {"clip": args.tower}
     config = SimVLGConfig(llm=args.lm, **tower, connector_dim=64, connector_depth=4, r=r,
                           temporal_r=temporal_r, max_frames=16)  # the quick start's, merging as given
     model = SimVLGModule(config, Optim(lr=args.lr, weight_decay=0.01, schedule="constant"), max_new_tokens=10,

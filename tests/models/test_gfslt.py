@@ -12,7 +12,7 @@ import torch
 
 from videolm.data.sign_datamodule import SignDataModule
 from videolm.data.tokenizer import corpus_sentences, train_tokenizer
-from videolm.models.gfslt import GFSLT, PRESETS, GFSLTConfig, GFSLTModule
+from videolm.models.gfslt import GFSLT, GFSLTConfig, GFSLTModule
 
 from tests.data.conftest import write_phoenix  # the PHOENIX-2014-T layout (corpus CSVs + PNG folders)
 
@@ -110,7 +110,7 @@ def test_slt_inherits_stage1_checkpoint(corpus, tokenizer_dir, tmp_path):
         fit.fit(vlp, datamodule=data)
         path = tmp_path / f"{stage}.ckpt"
         fit.save_checkpoint(path)
-        slt = GFSLTModule(tiny(tokenizer_dir), stage="slt", init=str(path))
+        slt = GFSLTModule(tiny(tokenizer_dir), stage="slt", init_from=str(path))
         src, dst = vlp.model.state_dict(), slt.model.state_dict()
         for key in ("frame_encoder.cnn.0.0.weight", "temporal.layers.0.weight", "temporal.layers.1.running_mean",
                     "mbart.model.encoder.layers.0.fc1.weight", "mbart.model.encoder.layer_norm.weight"):
@@ -119,7 +119,7 @@ def test_slt_inherits_stage1_checkpoint(corpus, tokenizer_dir, tmp_path):
         assert torch.equal(src[decoder], dst[decoder]) == (stage == "vlp_v2")
         assert "sign_emb.0.weight" not in slt.inherited and all("text_encoder" not in k for k in slt.inherited)
         with pytest.raises(ValueError, match="stage='slt'"):
-            GFSLTModule(tiny(tokenizer_dir), stage="vlp", init=str(path))
+            GFSLTModule(tiny(tokenizer_dir), stage="vlp", init_from=str(path))
 
 
 def _official_state(model):
@@ -205,7 +205,7 @@ def test_phoenix_layout_fit_and_test_through_cli(stage, tmp_path, capsys):
     tok = tmp_path / "tok"
     main(["data", "tokenizer", str(root), "--out", str(tok), "--train", "word"])
     run = tmp_path / "run"
-    model = {**PRESETS["tiny"], "tokenizer": str(tok), "decoder_start": None}  # tiny; a word tokenizer has no de_DE
+    model = {**GFSLTConfig.PRESETS["tiny"], "tokenizer": str(tok), "decoder_start": None}  # tiny; a word tokenizer has no de_DE
     common = [f"--data.init_args.root={root}", "--data.init_args.image_size=64", "--data.init_args.resize=64",
               "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
               f"--model.init_args.config={json.dumps(model)}",

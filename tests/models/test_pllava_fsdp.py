@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent('''
     root = Path(sys.argv[1])
     pl.seed_everything(0)
     module = PLLaVAModule(PLLaVAConfig(pooling_shape=(4, 2, 2), num_frames=4), optim=Optim(lr=1e-2),
-                          pretrained=str(root / "llava"), lora=LoRA(r=4, alpha=8), activation_checkpointing=True)
+                          init_from=str(root / "llava"), lora=LoRA(r=4, alpha=8), activation_checkpointing=True)
     data = InstructionDataModule(str(root / "train.json"), num_frames=4, image_size=32, batch_size=1, num_workers=0)
     strategy = ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1)
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_steps=3, logger=False,
@@ -79,7 +79,7 @@ def test_fsdp_two_processes_train_save_and_reload_to_the_same_outputs(tmp_path, 
     assert torch.equal(logits[full], logits[tmp_path / "sharded.ckpt"])
     logits = logits[full]
     sharded = torch.load(tmp_path / "sharded_logits.pt")
-    fresh = PLLaVAModule(PLLaVAConfig(pooling_shape=(4, 2, 2), num_frames=4), pretrained=str(tmp_path / "llava"),
+    fresh = PLLaVAModule(PLLaVAConfig(pooling_shape=(4, 2, 2), num_frames=4), init_from=str(tmp_path / "llava"),
                          lora=LoRA(r=4, alpha=8)).eval()
     with torch.no_grad():
         untrained = fresh.model(batch["input_ids"], batch["attention_mask"], video=batch["video"]).logits

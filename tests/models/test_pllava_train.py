@@ -26,7 +26,7 @@ def test_lora_finetune_freezes_vision_and_base(tmp_path, tiny_llava):
     tok = tiny_llava(tmp_path, question=True)
 
     module = PLLaVAModule(PLLaVAConfig(pooling_shape=(4, 2, 2), num_frames=4), optim=Optim(lr=1e-2),
-                          pretrained=str(tmp_path / "llava"), lora=LoRA(r=4, alpha=8))
+                          init_from=str(tmp_path / "llava"), lora=LoRA(r=4, alpha=8))
     assert module.hparams["config"]["llava"]["text_config"]["vocab_size"] == len(tok)  # the folder's architecture
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     data = InstructionDataModule(str(tmp_path / "train.json"), num_frames=4, image_size=32, batch_size=2,

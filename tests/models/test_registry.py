@@ -66,7 +66,7 @@ def _pllava(tmp_path, corpus, request):
     from videolm.models.pllava import PLLaVAConfig, PLLaVAModule
 
     request.getfixturevalue("tiny_llava")(tmp_path)
-    module = PLLaVAModule(PLLaVAConfig(pooling_shape=(2, 2, 2), num_frames=4), pretrained=str(tmp_path / "llava"))
+    module = PLLaVAModule(PLLaVAConfig(pooling_shape=(2, 2, 2), num_frames=4), init_from=str(tmp_path / "llava"))
     return module, InstructionDataModule(str(tmp_path / "train.json"), batch_size=2, num_workers=0)
 
 
@@ -135,7 +135,7 @@ def test_method_trains_saves_reloads_and_serves(name, corpus, tmp_path, request)
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_paper_optimiser_is_the_visible_default(name):
     """Each LightningModule's default optimiser is a filled-in ``Optim`` (what ``videolm fit
-    --print_config`` shows), never ``None``, and a module built without one uses exactly it."""
+    --print_config`` shows), never ``None``."""
     import inspect
 
     from videolm.models.common import Optim

@@ -145,7 +145,7 @@ def test_tower_from_the_zoo_clip_tiny(lm):
 
     from videolm.zoo import open_clip_id
 
-    model = SimVLG(llm=lm, model_name="clip-tiny", connector_dim=32, connector_depth=2, r=3)
+    model = SimVLG(llm=lm, clip="clip-tiny", connector_dim=32, connector_depth=2, r=3)
     plain = open_clip.create_model(open_clip_id("clip-tiny")[0]).visual.state_dict()
     assert model.image_size == 64 and all(torch.equal(v, plain[k]) for k, v in model.visual.state_dict().items())
     assert not any(p.requires_grad for p in model.visual.parameters())

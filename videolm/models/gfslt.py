@@ -12,7 +12,7 @@ feature at each sentence's final token (its end token); symmetric InfoNCE with a
 sentence restoration: the text encoder reads the sentence with its last words masked
 (:func:`~videolm.data.sign_datamodule.mask_last_words`) and the text decoder restores it (LM loss).
 
-Stage 2, SLT (``stage="slt"``): ``init`` names a stage-1 checkpoint whose frame encoder, temporal conv
+Stage 2, SLT (``stage="slt"``): ``init_from`` names a stage-1 checkpoint whose frame encoder, temporal conv
 and visual encoder (and, after VLP-v2, the text decoder and its embeddings) are inherited
 (:func:`~videolm.models.common.init_from`); cross-entropy with label smoothing 0.2, beam search (4) at
 test. Validation and test compute BLEU-1..4 and ROUGE-L once over the whole split (gathered across ranks).
@@ -88,8 +88,6 @@ class GFSLTConfig:
         "phoenix14t": dict(frame_encoder="resnet18", frame_weights="IMAGENET1K_V1", decoder_start="de_DE"),
     }
 
-
-PRESETS = GFSLTConfig.PRESETS
 
 
 def load_target_tokenizer(path: str | Path):
@@ -281,7 +279,7 @@ class GFSLTModule(VideoModule):
     """Lightning wrapper of both GFSLT stages on :class:`~videolm.data.sign_datamodule.SignDataModule`
     batches (``video``, ``frame_mask``, ``sentence``, ``index``).
 
-    ``stage``: ``vlp`` | ``vlp_v2`` | ``slt``. ``init``: for SLT, a stage-1 checkpoint (``.ckpt``) to
+    ``stage``: ``vlp`` | ``vlp_v2`` | ``slt``. ``init_from``: for SLT, a stage-1 checkpoint (``.ckpt``) to
     inherit from (the decoder too when it was VLP-v2: ``init_decoder``, default when the checkpoint has
     one). ``mask_rate``: VLP-v2's masking rate. ``label_smoothing``, ``num_beams``, ``max_new_tokens``:
     SLT training and decoding. ``bleu_tokenize``: sacreBLEU's tokenizer (``13a``; ``zh`` for Chinese).
@@ -291,7 +289,7 @@ class GFSLTModule(VideoModule):
     method = "gfslt"
 
     def __init__(self, config: GFSLTConfig | dict | str = "tiny", stage: str = "slt", optim: Optim = Optim(name="sgd", lr=0.01),
-                 init: str | None = None, init_decoder: bool | None = None, mask_rate: float = 0.15,
+                 init_from: str | None = None, init_decoder: bool | None = None, mask_rate: float = 0.15,
                  label_smoothing: float = 0.2, num_beams: int = 4, max_new_tokens: int = 150,
                  max_text_length: int = 64, bleu_tokenize: str = "13a"):
         super().__init__()
@@ -302,15 +300,15 @@ class GFSLTModule(VideoModule):
         self.stage, self.mask_rate, self.label_smoothing = stage, mask_rate, label_smoothing
         self.num_beams, self.max_new_tokens, self.max_text_length = num_beams, max_new_tokens, max_text_length
         self.bleu_tokenize = bleu_tokenize
-        self.save_config(config=config, stage=stage, optim=self.optim, init=None, init_decoder=init_decoder,
+        self.save_config(config=config, stage=stage, optim=self.optim, init_from=None, init_decoder=init_decoder,
                          mask_rate=mask_rate, label_smoothing=label_smoothing, num_beams=num_beams,
                          max_new_tokens=max_new_tokens, max_text_length=max_text_length, bleu_tokenize=bleu_tokenize)
         self.model = GFSLT(config, pretraining=stage != "slt")
         self.inherited: list[str] = []
-        if init is not None:
+        if init_from is not None:
             if stage != "slt":
-                raise ValueError("init is the stage-1 checkpoint an SLT model inherits from; use it with stage='slt'")
-            self.inherited = inherit_stage1(self.model, init, init_decoder)
+                raise ValueError("init_from is the stage-1 checkpoint an SLT model inherits from; use it with stage='slt'")
+            self.inherited = inherit_stage1(self.model, init_from, init_decoder)
         self._outputs: list[tuple[int, str, str]] = []
 
     def _labels(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

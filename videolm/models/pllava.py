@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from einops import rearrange, repeat
@@ -48,14 +48,13 @@ class PLLaVAConfig:
     num_frames: int = 16
     template: str = "vicuna"
 
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(llava=_tiny_llava(), pooling_shape=(2, 2, 2), num_frames=4),  # 32 px, for tests
-    # the paper's models start from LLaVA-NeXT folders (llava-v1.6-vicuna-7b/13b-hf, -34b-hf)
-    "7b": dict(pooling_shape=(16, 12, 12), num_frames=16, template="vicuna"),
-    "13b": dict(pooling_shape=(16, 12, 12), num_frames=16, template="vicuna"),
-    "34b": dict(pooling_shape=(16, 12, 12), num_frames=16, template="chatml"),
-}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": dict(llava=_tiny_llava(), pooling_shape=(2, 2, 2), num_frames=4),  # 32 px, for tests
+        # the paper's models start from LLaVA-NeXT folders (llava-v1.6-vicuna-7b/13b-hf, -34b-hf)
+        "7b": dict(pooling_shape=(16, 12, 12), num_frames=16, template="vicuna"),
+        "13b": dict(pooling_shape=(16, 12, 12), num_frames=16, template="vicuna"),
+        "34b": dict(pooling_shape=(16, 12, 12), num_frames=16, template="chatml"),
+    }
 
 
 def llava_config(d: dict[str, Any] | LlavaConfig) -> LlavaConfig:
@@ -80,7 +79,7 @@ class PLLaVA(nn.Module):
         super().__init__()
         if isinstance(config, LlavaConfig):
             config = PLLaVAConfig(llava=config.to_dict(), **settings)
-        config = as_config(PLLaVAConfig, config, PRESETS)
+        config = as_config(PLLaVAConfig, config)
         if config.llava is None:
             raise ValueError("PLLaVAConfig.llava is not set: build the model from a folder "
                              "(videolm.convert.pllava.load_pretrained) or give the LlavaConfig")
@@ -228,10 +227,10 @@ class PLLaVAModule(VideoModule):
     """Fine-tune PLLaVA on video instructions (batches of ``video`` and conversation ``turns``).
 
     Args:
-        config: the :class:`PLLaVAConfig` (or a preset name); with ``pretrained`` its pooling, frames and
+        config: the :class:`PLLaVAConfig` (or a preset name); with ``init_from`` its pooling, frames and
             template apply to the loaded model, whose architecture comes from the folder.
         optim: optimiser and schedule (default: PLLaVA's AdamW lr 2e-5, cosine; set its warm-up).
-        pretrained: a llava-hf or PLLaVA folder (weights, config and tokenizer) to start from; read with
+        init_from: a llava-hf or PLLaVA folder (weights, config and tokenizer) to start from; read with
             the registry's PLLaVA loader (``videolm.convert.pllava.load_pretrained``).
         lora: LoRA on the LM (default r 128, alpha 32 on q/v); ``r=0`` trains the whole LM (the tiny demo model trained from scratch).
         freeze_vision: keep the CLIP vision tower frozen (PLLaVA does).
@@ -251,7 +250,7 @@ class PLLaVAModule(VideoModule):
         self,
         config: PLLaVAConfig | str = "7b",
         optim: Optim = Optim(lr=2e-5),
-        pretrained: str | None = None,
+        init_from: str | None = None,
         lora: LoRA | None = None,
         freeze_vision: bool = True,
         split_turns: bool = False,
@@ -259,21 +258,21 @@ class PLLaVAModule(VideoModule):
         activation_checkpointing: bool = False,
     ):
         super().__init__()
-        config = as_config(PLLaVAConfig, config, PRESETS)
+        config = as_config(PLLaVAConfig, config)
         self.optim = as_config(Optim, optim)
         self.lora = as_config(LoRA, lora)
         self.split_turns, self.max_length = split_turns, max_length
-        if pretrained is not None:  # a foreign-format folder: read by the registry's PLLaVA loader
+        if init_from is not None:  # a foreign-format folder: read by the registry's PLLaVA loader
             from videolm.models import load_model
 
-            self.model = load_model(pretrained, method="pllava", pooling_shape=config.pooling_shape,
+            self.model = load_model(init_from, method="pllava", pooling_shape=config.pooling_shape,
                                     num_frames=config.num_frames, template=config.template)
             config = self.model.settings
         else:
             self.model = PLLaVA(config)
         self.tokenizer = self.model.tokenizer
         self.activation_checkpointing = activation_checkpointing
-        self.save_config(config=config, optim=self.optim, pretrained=pretrained, lora=self.lora,
+        self.save_config(config=config, optim=self.optim, init_from=init_from, lora=self.lora,
                          freeze_vision=freeze_vision, split_turns=split_turns, max_length=max_length,
                          activation_checkpointing=activation_checkpointing)
         if self.lora.r:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ class SimVLGConfig:
     """A SimVLG.
 
     ``llm``: a transformers causal-LM folder (model + tokenizer with BOS, EOS and PAD tokens).
-    ``model_name``, ``pretrained``, ``clip_config``: the open_clip tower (``create_clip``; ``model_name``
+    ``clip``, ``pretrained``, ``clip_config``: the open_clip tower (``create_clip``; ``clip``
     may be the zoo name of an open_clip tower, e.g. the bundled ``clip-tiny``); only ``visual`` is kept.
     ``connector_dim``, ``connector_depth``, ``connector_heads``: the connector (dim: the tower's width).
     ``r``, ``r_mode``: tokens merged per connector layer, ``constant`` / ``decreasing`` or a per-layer
@@ -50,7 +50,7 @@ class SimVLGConfig:
     """
 
     llm: str | None = None
-    model_name: str = "ViT-L-14"
+    clip: str = "ViT-L-14"
     pretrained: str | None = None
     clip_config: dict[str, Any] | str | None = None
     connector_dim: int | None = None
@@ -66,15 +66,14 @@ class SimVLGConfig:
     freeze_llm: bool = True
     freeze_vision: bool = True
 
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # the quick start (configs/simvlg/quickstart.yaml): tiny random tower, 8 frames x 17 tokens = 136
-    # -> temporal merging to 4 slots (68) -> 4 connector layers merging 6 each -> 44 tokens
-    "tiny": dict(clip_config="tiny", connector_dim=64, connector_depth=4, r=6, temporal_r=4, max_frames=16,
-                 num_frames=8),
-    # the paper's connector on a CLIP ViT-L/14 (257 tokens -> 12 layers x r=19 -> 29)
-    "vit-l-14": dict(model_name="ViT-L-14", pretrained="openai", connector_depth=12, r=19),
-}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # the quick start (configs/simvlg/quickstart.yaml): tiny random tower, 8 frames x 17 tokens = 136
+        # -> temporal merging to 4 slots (68) -> 4 connector layers merging 6 each -> 44 tokens
+        "tiny": dict(clip_config="tiny", connector_dim=64, connector_depth=4, r=6, temporal_r=4, max_frames=16,
+                     num_frames=8),
+        # the paper's connector on a CLIP ViT-L/14 (257 tokens -> 12 layers x r=19 -> 29)
+        "vit-l-14": dict(clip="ViT-L-14", pretrained="openai", connector_depth=12, r=19),
+    }
 
 
 class SimVLG(nn.Module):
@@ -88,11 +87,11 @@ class SimVLG(nn.Module):
             base = config if isinstance(config, (dict, str)) or config is None else vars(config)
             base = {"preset": base} if isinstance(base, str) else dict(base or {})
             config = {**base, **fields}
-        config = as_config(SimVLGConfig, config, PRESETS)
+        config = as_config(SimVLGConfig, config)
         if not config.llm:
             raise ValueError("SimVLGConfig.llm is not set: give a transformers causal-LM folder")
         self.config = config
-        name, pretrained = resolve_clip(config.model_name, config.pretrained, config.clip_config)
+        name, pretrained = resolve_clip(config.clip, config.pretrained, config.clip_config)
         clip = clip_lib.create_clip(name, pretrained, config.clip_config)
         self.image_size = clip_lib.image_size(clip)
         width = clip_lib.vision_width(clip)
@@ -209,7 +208,7 @@ class SimVLGModule(VideoModule):
                  optim: Optim = Optim(lr=1e-4, weight_decay=0.05, schedule="constant"), max_text_length: int = 32,
                  max_new_tokens: int = 20, caption_score: Callable[[list[str], list], float] | None = None):
         super().__init__()
-        config = as_config(SimVLGConfig, config, PRESETS)
+        config = as_config(SimVLGConfig, config)
         self.optim = as_config(Optim, optim)
         self.max_text_length, self.max_new_tokens = max_text_length, max_new_tokens
         self.caption_score = caption_score
