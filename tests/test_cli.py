@@ -12,7 +12,7 @@ import yaml
 
 from videolm.models.mean_clip import FrameMeanCLIP
 
-CONFIG = "configs/quickstart/mean_clip.yaml"
+CONFIG = "configs/mean_clip/quickstart.yaml"
 
 
 def videolm(*args, cwd=None, timeout=300):

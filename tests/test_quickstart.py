@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CONFIGS = [Path("configs/quickstart/mean_clip.yaml").resolve(), Path("configs/xclip/quickstart.yaml").resolve()]
+CONFIGS = [Path("configs/mean_clip/quickstart.yaml").resolve(), Path("configs/xclip/quickstart.yaml").resolve()]
 
 
 def test_quickstart_trains_both_models_and_prints_table_examples_and_hints(corpus, tmp_path):

@@ -288,7 +288,7 @@ def _add_zoo(sub) -> None:
     p.set_defaults(func=run)
 
 
-QUICKSTART_CONFIGS = ["configs/quickstart/mean_clip.yaml", "configs/xclip/quickstart.yaml"]
+QUICKSTART_CONFIGS = ["configs/mean_clip/quickstart.yaml", "configs/xclip/quickstart.yaml"]
 # what each quick-start model's accuracy means on the synthetic corpus
 QUICKSTART_NOTES = {
     "FrameMeanCLIP": "averages its frames: a video and its time reversal (the other class of its pair) "

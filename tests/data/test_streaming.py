@@ -194,7 +194,7 @@ def test_ddp_ranks_get_equal_batches_on_uneven_shards(corpus, tmp_path):
     write_shards([manifest], tmp_path / "shards", chunk_bytes="30KB")
     shards, run = tmp_path / "shards", tmp_path / "run"
     out = videolm(
-        "fit", "--config", "configs/quickstart/mean_clip.yaml", f"--data.init_args.train={shards}",
+        "fit", "--config", "configs/mean_clip/quickstart.yaml", f"--data.init_args.train={shards}",
         f"--data.init_args.val={shards}", f"--data.init_args.test={shards}", f"--data.init_args.classes={corpus / 'classes.txt'}",
         f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
         f"--trainer.callbacks.init_args.dirpath={run / 'ckpt'}", "--trainer.max_epochs=1",
