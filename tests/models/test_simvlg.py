@@ -4,7 +4,8 @@ import torch
 from videolm.demo import train_caption_lm
 from videolm.data.synthetic import caption_attribute_accuracy
 from videolm.models.common import Optim
-from videolm.models.simvlg import SimVLG, SimVLGConfig, SimVLGModule, load_pretrained
+from videolm.models import load_model
+from videolm.models.simvlg import SimVLG, SimVLGConfig, SimVLGModule
 from videolm.nn.tome import ToMeTransformer
 
 TEXTS = [f"a {c} {s} moves to the {d}" for c in ("red", "green", "blue") for s in ("circle", "square")
@@ -107,13 +108,13 @@ def test_lightning_fit_test_and_checkpoint_on_synthetic_corpus(lm, tmp_path):
     metrics = trainer.test(model, data, verbose=False)[0]
     assert 0.0 <= metrics["test/caption_score"] <= 1.0 and metrics["test/loss"] > 0
     ckpt = next(tmp_path.rglob("*.ckpt"))
-    loaded = load_pretrained(ckpt)  # what `videolm caption --model runs/.../last.ckpt` will load
+    loaded = load_model(ckpt).eval()  # what `videolm caption --model runs/.../last.ckpt` will load
     assert isinstance(loaded, SimVLG) and (loaded.num_frames, loaded.image_size) == (4, 64)
     videos = torch.randn(2, 4, 3, 64, 64)
     assert loaded.generate_text(videos, max_new_tokens=5) == model.model.eval().generate_text(videos, max_new_tokens=5)
     assert torch.load(ckpt, weights_only=True)["videolm"] == {"method": "simvlg"}
     with pytest.raises(FileNotFoundError, match="nothing.ckpt"):
-        load_pretrained(tmp_path / "nothing.ckpt")
+        load_model(tmp_path / "nothing.ckpt")
     # `videolm caption --model CKPT` serves it through the registry (method read from the checkpoint)
     from videolm.cli import main
 

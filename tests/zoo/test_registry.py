@@ -165,7 +165,7 @@ def test_bundled_demo_cards(tmp_path, monkeypatch):
 def test_model_zoo_md_is_current():
     committed = (ROOT / "model_zoo.md").read_text()
     assert committed == registry.markdown() + "\n", (
-        "model_zoo.md is stale: run `python scripts/make_model_zoo.py` (or `videolm zoo markdown --out model_zoo.md`)"
+        "model_zoo.md is stale: run `videolm zoo markdown --out model_zoo.md`"
     )
     for name in XCLIP_NAMES:
         assert f"`{name}`" in committed

@@ -16,7 +16,6 @@ is made by :func:`videolm.backbones.text.train_caption_lm` (``scripts/train_simv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -242,12 +241,3 @@ class SimVLGModule(VideoModule):
         captions = self.model.caption(self._prefix(batch), self.max_new_tokens)
         return [{"path": p, "caption": c} for p, c in zip(batch["path"], captions)]
 
-
-def load_pretrained(path: str | Path, map_location: str = "cpu") -> SimVLG:
-    """The :class:`SimVLG` of a :class:`SimVLGModule` Lightning checkpoint (``.ckpt``, e.g. what
-    ``configs/simvlg/quickstart.yaml`` trains), in eval mode, tokenizer attached. The checkpoint's
-    ``config.llm`` folder must exist (the LM's tokenizer and architecture are read from it)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    return SimVLGModule.load_from_checkpoint(path, map_location=map_location, weights_only=True).model.eval()

@@ -154,9 +154,6 @@ class XCLIP(CLIPVideoModel):
         """Parameters that are not in the image CLIP (trained at the higher learning rate)."""
         return not name.startswith("clip.") or ".message_" in name
 
-    def new_parameter_names(self) -> set[str]:
-        return {n for n, _ in self.named_parameters() if self.is_new(n)}
-
     def encode_frames(self, videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, C, H, W)`` -> frame embeddings ``(B, T, E)`` and prompt tokens ``(B, N, E)``."""
         b, t = videos.shape[:2]
