@@ -117,7 +117,7 @@ class Classifier(Pipeline):
         self.topk = topk
 
     def predict(self, videos: torch.Tensor, meta: list[dict], **kwargs) -> list[dict]:
-        from videolm.models.common import topk_predictions
+        from videolm.models.classifier import topk_predictions
 
         probs = self.model(videos)
         return [{k: v for k, v in r.items() if k != "path"}

@@ -2,7 +2,7 @@
 
 An open_clip image tower encodes each frame, the frame embeddings are averaged over time, and the video
 is classified by cosine similarity against text embeddings of the class names (CLIP zero-shot style),
-by the shared :class:`~videolm.models.common.VideoTextClassifier`.
+by the shared :class:`~videolm.models.classifier.VideoTextClassifier`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from einops import rearrange, reduce
 
 from videolm.backbones import clip as clip_lib
-from videolm.models.common import CLIPVideoModel, Optim, VideoTextClassifier, as_config
+from videolm.models.classifier import VideoTextClassifier
+from videolm.models.common import CLIPVideoModel, Optim, as_config
 
 
 @dataclass

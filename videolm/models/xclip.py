@@ -27,7 +27,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from videolm.backbones import clip as clip_lib
-from videolm.models.common import CLIPVideoModel, Optim, VideoTextClassifier, as_config
+from videolm.models.classifier import VideoTextClassifier
+from videolm.models.common import CLIPVideoModel, Optim, as_config
 from videolm.nn.attention import MultiheadAttention
 from videolm.nn.transformer import Block
 
@@ -192,7 +193,7 @@ class XCLIP(CLIPVideoModel):
 
 
 class XCLIPClassifier(VideoTextClassifier):
-    """X-CLIP training and evaluation (:class:`~videolm.models.common.VideoTextClassifier` on
+    """X-CLIP training and evaluation (:class:`~videolm.models.classifier.VideoTextClassifier` on
     :class:`XCLIP`): classification with class-name prompts, or text-video retrieval.
 
     The paper's recipe is the default: AdamW (0.9, 0.98), lr 8e-6 with the modules new in X-CLIP at
