@@ -162,3 +162,14 @@ def test_verbose_shows_the_traceback(tmp_path):
     assert out.returncode == 2 and "Traceback" in out.stderr and str(names[0]) in out.stderr, out.stderr[-3000:]
     assert not any(line.startswith("videolm: error: ") for line in out.stderr.splitlines())
 
+
+def test_optional_field_set_to_null_on_the_command_line():
+    """jsonargparse passes an override below ``init_args`` on as ``--key=<loaded value>``: null came out
+    as the string 'None' in a ``str | None`` field."""
+    out = videolm("fit", "--config", GFSLT, "--model.init_args.config.frame_weights=IMAGENET1K_V1",
+                  "--model.init_args.config.frame_weights=null", "--model.init_args.config.vocab_size=7",
+                  "--model.init_args.config.vocab_size=null", "--print_config")
+    assert out.returncode == 0, out.stderr[-3000:]
+    config = yaml.safe_load(out.stdout)["model"]["init_args"]["config"]
+    assert config["frame_weights"] is None and config["vocab_size"] is None
+    assert config["tokenizer"] == "data/synthetic/tokenizer"  # the rest of the config is kept

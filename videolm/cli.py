@@ -17,6 +17,34 @@ import sys
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # the exception types (anywhere in an error's cause chain) that make it a user error: one line, no traceback
 USER_ERRORS = (OSError, ValueError, LookupError, TypeError, pickle.UnpicklingError)
+PARSER_MODE = "videolm"  # jsonargparse's YAML loading, plus `None` read as null (see _register_parser_mode)
+
+
+def _register_parser_mode() -> None:
+    """The jsonargparse loader of :data:`PARSER_MODE`: its YAML loader, except that a value that is
+    exactly ``None`` loads as null.
+
+    jsonargparse hands an override nested below a class's ``init_args`` on to the class's own parser
+    re-written as ``f"--{key}={value}"`` of the value it has already loaded (``adapt_class_type``), so
+    ``--model.init_args.config.frame_weights=null`` reaches the config's parser as ``...=None``, which
+    YAML reads as the string 'None'. Whatever the field's type (``X | None``, a dataclass, a dict), that
+    path is the same, so the loader is where it is fixed; a YAML file is loaded whole, so only a value
+    that is ``None`` and nothing else changes meaning."""
+    from jsonargparse import get_loader, set_loader
+
+    try:
+        get_loader(PARSER_MODE)
+        return
+    except KeyError:
+        pass
+    import yaml
+
+    load_yaml = get_loader("yaml")
+
+    def load(text: str):
+        return None if text.strip() == "None" else load_yaml(text)
+
+    set_loader(PARSER_MODE, load, exceptions=(yaml.YAMLError,))
 
 
 def lightning_cli(args: list[str], run: bool = True):
@@ -27,11 +55,14 @@ def lightning_cli(args: list[str], run: bool = True):
     import lightning.pytorch as pl
     from lightning.pytorch.cli import LightningCLI
 
+    _register_parser_mode()
     # videolm passes the arguments it was given on; they are sys.argv's, not a second set
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    mode = {"parser_mode": PARSER_MODE}
     return LightningCLI(
         pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         args=args, run=run, save_config_kwargs={"overwrite": True},
+        parser_kwargs={**mode, **{command: mode for command in LIGHTNING_SUBCOMMANDS}},
     )
 
 
