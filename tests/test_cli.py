@@ -15,8 +15,8 @@ from videolm.models.mean_clip import FrameMeanCLIP
 CONFIG = "configs/mean_clip/quickstart.yaml"
 
 
-def videolm(*args, cwd=None, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+def videolm(*args, cwd=None, timeout=300, env=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), **(env or {})}
     return subprocess.run([sys.executable, "-m", "videolm.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=env)
 
@@ -103,3 +103,75 @@ def test_data_synthetic_subcommand(tmp_path):
 def test_unknown_config_file_is_a_clear_error(tmp_path):
     out = videolm("fit", "--config", str(tmp_path / "missing.yaml"))
     assert out.returncode != 0 and "missing.yaml" in out.stderr
+
+
+class Payload:
+    """Pickles as a call of print: code that loading a weights file must never run."""
+
+    def __reduce__(self):
+        return (print, ("payload ran",))
+
+
+def one_error_line(out, *names):
+    """The run failed with exit status 2 and one line ``videolm: error: ...`` naming ``names``, no traceback."""
+    errors = [line for line in out.stderr.splitlines() if line.startswith("videolm: error: ")]
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert len(errors) == 1 and all(str(n) in errors[0] for n in names), out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "payload ran" not in out.stdout + out.stderr
+    return errors[0]
+
+
+GFSLT = "configs/gfslt/synthetic_slt.yaml"
+
+
+def _error_case(kind, tmp_path):
+    """(arguments, environment, what the error line names) of a `videolm fit` that fails while
+    LightningCLI builds its model or data."""
+    if kind == "tokenizer":
+        return ["--config", GFSLT, f"--model.init_args.config.tokenizer={tmp_path / 'no_tokenizer'}"], {}, \
+            [tmp_path / "no_tokenizer", "no tokenizer.json"]
+    if kind == "language code":
+        from videolm.data.tokenizer import train_tokenizer
+
+        train_tokenizer(["a cat runs", "the dog sleeps"], tmp_path / "tok", level="word")
+        return ["--config", GFSLT, f"--model.init_args.config.tokenizer={tmp_path / 'tok'}",
+                "--model.init_args.config.decoder_start=de_DE"], {}, [tmp_path / "tok", "de_DE"]
+    if kind == "offline weights":
+        args = ["--config", CONFIG, "--model.init_args.config.clip=ViT-B-32", "--model.init_args.config.pretrained=openai"]
+        return args, {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, ["open_clip_pytorch_model.bin"]
+    if kind == "pickle payload":
+        ckpt = tmp_path / "payload.ckpt"
+        torch.save({"state_dict": {"w": torch.zeros(2)}, "videolm": {"method": "xclip"}, "extra": Payload()}, ckpt)
+        return ["--config", "configs/xclip/quickstart.yaml", f"--model.init_args.init_from={ckpt}"], {}, \
+            [ckpt, "non-tensor pickled objects"]
+    if kind == "manifest":
+        return ["--config", CONFIG, f"--data.init_args.train={tmp_path / 'missing.jsonl'}", "--data.init_args.val=null",
+                "--data.init_args.test=null", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+                "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false"], {}, \
+            [tmp_path / "missing.jsonl", "manifest not found"]
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["tokenizer", "language code", "offline weights", "pickle payload", "manifest"])
+def test_fit_error_is_one_line(kind, tmp_path):
+    args, env, names = _error_case(kind, tmp_path)
+    one_error_line(videolm("fit", *args, env=env), *names)
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    args, _, names = _error_case("tokenizer", tmp_path)
+    out = videolm("--verbose", "fit", *args)
+    assert out.returncode == 2 and "Traceback" in out.stderr and str(names[0]) in out.stderr, out.stderr[-3000:]
+    assert not any(line.startswith("videolm: error: ") for line in out.stderr.splitlines())
+
+
+def test_optional_field_set_to_null_on_the_command_line():
+    """jsonargparse passes an override below ``init_args`` on as ``--key=<loaded value>``: null came out
+    as the string 'None' in a ``str | None`` field."""
+    out = videolm("fit", "--config", GFSLT, "--model.init_args.config.frame_weights=IMAGENET1K_V1",
+                  "--model.init_args.config.frame_weights=null", "--model.init_args.config.vocab_size=7",
+                  "--model.init_args.config.vocab_size=null", "--print_config")
+    assert out.returncode == 0, out.stderr[-3000:]
+    config = yaml.safe_load(out.stdout)["model"]["init_args"]["config"]
+    assert config["frame_weights"] is None and config["vocab_size"] is None
+    assert config["tokenizer"] == "data/synthetic/tokenizer"  # the rest of the config is kept

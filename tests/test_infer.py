@@ -1,6 +1,11 @@
 """`videolm classify`: Lightning checkpoints and transformers folders; a broken file is reported, others run."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -111,3 +116,46 @@ def test_load_serves_the_registry_entry_and_batch_runs_resume(corpus, tmp_path):
     assert [r["path"] for r in again] == [str(v) for v in videos[3:]] + [str(broken)]  # failures are retried
     assert again[0]["classes"] == pipe.classify(str(videos[3]))["classes"]
     assert done_paths(out) == {str(v) for v in videos}
+
+
+class Payload:
+    """Pickles as a call of print: code that loading a weights file must never run."""
+
+    def __reduce__(self):
+        return (print, ("payload ran",))
+
+
+def _videolm(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    return subprocess.run([sys.executable, "-m", "videolm.cli", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+def test_model_folder_whose_weights_pickle_objects_is_one_error_line(corpus, tmp_path):
+    """`classify` on a transformers X-CLIP folder and `caption` on a PLLaVA folder whose pytorch_model.bin
+    pickles an object beside its tensors: one line naming the file, exit 2, the payload never run."""
+    from transformers import XCLIPConfig
+
+    xclip = tmp_path / "xclip"
+    XCLIPConfig(text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
+                vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                   image_size=32, patch_size=16, num_frames=2, mit_hidden_size=16,
+                                   mit_intermediate_size=32, mit_num_attention_heads=2),
+                projection_dim=16, prompt_num_attention_heads=2).save_pretrained(xclip)
+    torch.save({"logit_scale": torch.zeros(()), "extra": Payload()}, xclip / "pytorch_model.bin")
+    pllava = tmp_path / "pllava"
+    shutil.copytree(Path("videolm/assets/pllava_tiny"), pllava)
+    from safetensors.torch import load_file
+
+    torch.save({**load_file(pllava / "model.safetensors"), "extra": Payload()}, pllava / "pytorch_model.bin")
+    (pllava / "model.safetensors").unlink()
+
+    video = str(corpus / json.loads((corpus / "test.jsonl").read_text().splitlines()[0])["video"])
+    for args, folder in ((["classify", video, "--model", str(xclip), "--labels", str(corpus / "classes.txt")], xclip),
+                         (["caption", video, "--model", str(pllava), "--no-progress"], pllava)):
+        out = _videolm(*args)
+        assert out.returncode == 2, out.stderr[-3000:]
+        lines = out.stderr.strip().splitlines()
+        expected = f"videolm: error: {folder / 'pytorch_model.bin'}: holds non-tensor pickled objects"
+        assert len(lines) == 1 and lines[0].startswith(expected), out.stderr[-3000:]
+        assert "payload ran" not in out.stdout + out.stderr and not out.stdout

@@ -2,29 +2,104 @@
 
 ``videolm fit|validate|test|predict --config FILE`` is LightningCLI (model and data module chosen by
 ``class_path`` in the YAML). The other subcommands are plain argparse, one ``_add_<name>`` function each.
+
+A user error (a missing file, a bad manifest, weights that cannot be fetched, a value a model refuses)
+ends every command the same way: one line ``videolm: error: <file>: <problem>`` on stderr and exit
+status 2 (:func:`main`); ``videolm --verbose ...`` prints the full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# the exception types (anywhere in an error's cause chain) that make it a user error: one line, no traceback
+USER_ERRORS = (OSError, ValueError, LookupError, TypeError, pickle.UnpicklingError)
+PARSER_MODE = "videolm"  # jsonargparse's YAML loading, plus `None` read as null (see _register_parser_mode)
 
 
-def lightning_main(args: list[str] | None = None) -> None:
-    from lightning.pytorch.cli import LightningCLI
+def _register_parser_mode() -> None:
+    """The jsonargparse loader of :data:`PARSER_MODE`: its YAML loader, except that a value that is
+    exactly ``None`` loads as null.
+
+    jsonargparse hands an override nested below a class's ``init_args`` on to the class's own parser
+    re-written as ``f"--{key}={value}"`` of the value it has already loaded (``adapt_class_type``), so
+    ``--model.init_args.config.frame_weights=null`` reaches the config's parser as ``...=None``, which
+    YAML reads as the string 'None'. Whatever the field's type (``X | None``, a dataclass, a dict), that
+    path is the same, so the loader is where it is fixed; a YAML file is loaded whole, so only a value
+    that is ``None`` and nothing else changes meaning."""
+    from jsonargparse import get_loader, set_loader
+
+    try:
+        get_loader(PARSER_MODE)
+        return
+    except KeyError:
+        pass
+    import yaml
+
+    load_yaml = get_loader("yaml")
+
+    def load(text: str):
+        return None if text.strip() == "None" else load_yaml(text)
+
+    set_loader(PARSER_MODE, load, exceptions=(yaml.YAMLError,))
+
+
+def lightning_cli(args: list[str], run: bool = True):
+    """The LightningCLI of every ``videolm`` training command (``fit`` ... and ``quickstart``): model and
+    data module chosen by ``class_path``; with ``run=False`` it builds them and the Trainer only."""
+    import warnings
 
     import lightning.pytorch as pl
+    from lightning.pytorch.cli import LightningCLI
 
-    LightningCLI(
-        pl.LightningModule,
-        pl.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        save_config_kwargs={"overwrite": True},
+    _register_parser_mode()
+    # videolm passes the arguments it was given on; they are sys.argv's, not a second set
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    mode = {"parser_mode": PARSER_MODE}
+    return LightningCLI(
+        pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        args=args, run=run, save_config_kwargs={"overwrite": True},
+        parser_kwargs={**mode, **{command: mode for command in LIGHTNING_SUBCOMMANDS}},
     )
+
+
+def _raised_by_jsonargparse(e: BaseException) -> bool:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("jsonargparse")
+
+
+def _cause(e: BaseException) -> BaseException | None:
+    return e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+
+
+def user_error(e: BaseException) -> BaseException | None:
+    """The error to show the user for ``e``, or None when ``e`` is no user error (a bug: its traceback
+    is shown). jsonargparse wraps what a class raises while LightningCLI builds it from the config
+    ("Does not validate against any of the Union subtypes ...", the same error nested once per level):
+    those wrappers are unwrapped down to the error the class raised, which names the file."""
+    from videolm.io.errors import VideoDecodeError
+    from videolm.zoo.download import ZooError
+
+    while _raised_by_jsonargparse(e) and _cause(e) is not None:
+        e = _cause(e)
+    link: BaseException | None = e
+    while link is not None:  # e.g. open_clip's RuntimeError about a FileNotFoundError of the hub
+        if isinstance(link, (*USER_ERRORS, VideoDecodeError, ZooError)):
+            return e
+        link = _cause(link)
+    return None
+
+
+def error_line(e: BaseException) -> str:
+    """``videolm: error: <message>``, one line (a KeyError's message without its quotes)."""
+    text = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(e).__name__
+    return f"videolm: error: {text}"
 
 
 def _add_data(sub) -> None:
@@ -57,11 +132,7 @@ def _add_data_shard(dsub) -> None:
     def run(a):
         from videolm.data.streaming import write_shards
 
-        try:
-            result = write_shards(a.manifests, a.out, chunk_bytes=a.chunk_bytes, workers=a.workers, root=a.root)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        result = write_shards(a.manifests, a.out, chunk_bytes=a.chunk_bytes, workers=a.workers, root=a.root)
         print(f"wrote {result['written']} videos to {a.out}; left out {len(result['failed'])} that failed to probe")
         return 1 if result["failed"] else 0
 
@@ -85,18 +156,13 @@ def _add_data_tokenizer(dsub) -> None:
     s.add_argument("--min-frequency", type=int, default=1, help="--train: rarer tokens become <unk>")
 
     def run(a):
-        from videolm.data.manifests import ManifestError
         from videolm.data.tokenizer import corpus_sentences, train_tokenizer, trim_sentencepiece
 
-        try:
-            sentences = corpus_sentences(a.corpus, a.split)
-            if a.trim:
-                meta = trim_sentencepiece(a.trim, sentences, a.out)
-            else:
-                meta = train_tokenizer(sentences, a.out, level=a.train, min_frequency=a.min_frequency)
-        except (FileNotFoundError, ManifestError, ValueError, RuntimeError) as e:
-            print(f"videolm: error: {e}", file=sys.stderr)
-            return 2
+        sentences = corpus_sentences(a.corpus, a.split)
+        if a.trim:
+            meta = trim_sentencepiece(a.trim, sentences, a.out)
+        else:
+            meta = train_tokenizer(sentences, a.out, level=a.train, min_frequency=a.min_frequency)
         print(f"vocabulary size {meta['vocab_size']} from {meta['sentences']['count']} sentences: wrote {a.out}")
         return 0
 
@@ -111,13 +177,9 @@ def _add_data_probe(dsub) -> None:
     def run(a):
         import json
 
-        from videolm.io import VideoDecodeError, probe
+        from videolm.io import probe
 
-        try:
-            facts = probe(a.video)
-        except VideoDecodeError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        facts = probe(a.video)
         if a.json:
             print(json.dumps(facts))
         else:
@@ -137,13 +199,8 @@ def _add_data_probe(dsub) -> None:
 
     def check(a):
         from videolm.data.check import check_videos, write_clean
-        from videolm.data.manifests import ManifestError
 
-        try:
-            records, root, reasons = check_videos(a.source, a.workers, a.root, a.backend, a.full)
-        except (ManifestError, FileNotFoundError) as e:
-            print(f"videolm: error: {e}", file=sys.stderr)
-            return 2
+        records, root, reasons = check_videos(a.source, a.workers, a.root, a.backend, a.full)
         bad = [(r, why) for r, why in zip(records, reasons) if why is not None]
         for r, why in bad:
             print(f"{r['video']}: {why}")
@@ -178,32 +235,24 @@ def _infer_args(p, what: str) -> None:
 
 
 def _run_pipeline(a, load_kwargs: dict, inputs: list[str], show, **run_kwargs) -> int:
-    """Load the model, run it over the inputs, print each result; 2 when the model does not load,
-    1 when any video failed."""
+    """Load the model, run it over the inputs, print each result; 1 when any video failed (a model that
+    does not load, or cannot do what was asked, is an error: exit 2, see :func:`main`)."""
     import json
 
     from videolm.infer import Sampling, load, run_batch
 
-    try:
-        pipe = load(a.model, device=a.device, batch_size=a.batch_size, **load_kwargs)
-    except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
-        print(f"videolm: error: {e}", file=sys.stderr)
-        return 2
+    pipe = load(a.model, device=a.device, batch_size=a.batch_size, **load_kwargs)
     sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
                         max_frames=a.max_frames, start=a.start, end=a.end)
     failed = 0
-    try:
-        for r in run_batch(pipe, inputs, a.output, progress=not a.no_progress, sampling=sampling, **run_kwargs):
-            if "error" in r:
-                failed += 1
-                print(f"error: {r['error']}", file=sys.stderr)
-            if a.json:
-                print(json.dumps(r), flush=True)
-            elif "error" not in r:
-                show(r)
-    except ValueError as e:  # the model cannot do what was asked (e.g. questions to a captioner)
-        print(f"videolm: error: {e}", file=sys.stderr)
-        return 2
+    for r in run_batch(pipe, inputs, a.output, progress=not a.no_progress, sampling=sampling, **run_kwargs):
+        if "error" in r:
+            failed += 1
+            print(f"error: {r['error']}", file=sys.stderr)
+        if a.json:
+            print(json.dumps(r), flush=True)
+        elif "error" not in r:
+            show(r)
     return int(bool(failed))
 
 
@@ -317,9 +366,6 @@ def _quickstart(a) -> None:
     import warnings
     from pathlib import Path
 
-    import lightning.pytorch as pl
-    from lightning.pytorch.cli import LightningCLI
-
     from videolm.data.manifests import read_jsonl
     from videolm.data.synthetic import generate_corpus
 
@@ -333,13 +379,10 @@ def _quickstart(a) -> None:
     configs = a.config or QUICKSTART_CONFIGS
     results = []
     for i, config in enumerate(configs, 1):
-        cli = LightningCLI(
-            pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            args=["--config", config, *data_args, "--trainer.enable_model_summary=false", *a.overrides],
-            run=False, save_config_kwargs={"overwrite": True},
-        )
+        cli = lightning_cli(["--config", config, *data_args, "--trainer.enable_model_summary=false", *a.overrides],
+                            run=False)
         name = type(cli.model).__name__
-        backbone = getattr(cli.model.model.config, "clip", "?")
+        backbone = cli.model.model.config.clip  # both quick-start models are CLIP video models
         print(f"\n[{i}/{len(configs)}] {name} ({config}): fine-tuning {backbone} for "
               f"{cli.trainer.max_epochs} epochs", flush=True)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -413,11 +456,7 @@ def _classify_windows(a, show) -> int:
     from videolm.infer import Sampling, expand_inputs, load
     from videolm.io import VideoReader
 
-    try:
-        pipe = load(a.model, device=a.device, batch_size=a.batch_size, labels=a.labels, topk=a.topk)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"videolm: error: {e}", file=sys.stderr)
-        return 2
+    pipe = load(a.model, device=a.device, batch_size=a.batch_size, labels=a.labels, topk=a.topk)
     failed, stride = 0, a.stride or a.window
     for path in expand_inputs(a.videos):
         try:
@@ -458,11 +497,7 @@ def _add_embed(sub) -> None:
 
         from videolm.infer import load, run_batch
 
-        try:
-            pipe = load(a.model, task="embed", num_frames=a.frames, device=a.device, batch_size=a.batch_size)
-        except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
-            print(f"videolm: error: {e}", file=sys.stderr)
-            return 2
+        pipe = load(a.model, task="embed", num_frames=a.frames, device=a.device, batch_size=a.batch_size)
         paths, feats, failed = [], [], 0
         for r in run_batch(pipe, a.videos, progress=not a.no_progress):
             if "error" in r:
@@ -491,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"Training: videolm {{{','.join(LIGHTNING_SUBCOMMANDS)}}} --config FILE (LightningCLI).",
     )
     _registry_option(parser)
+    parser.add_argument("--verbose", action="store_true",
+                        help="on an error, print its full traceback instead of one line (any command)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_quickstart, _add_classify, _add_caption, _add_ask, _add_translate, _add_embed,
                 _add_zoo):
@@ -498,27 +535,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _run(argv: list[str]) -> int:
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        from videolm.data.manifests import ManifestError
-
-        try:
-            lightning_main(argv)
-        except (ManifestError, FileNotFoundError) as e:  # bad data files: one line, not a traceback
-            print(f"videolm: error: {e}", file=sys.stderr)
-            return 2
+        lightning_cli(argv)
         return 0
     args = build_parser().parse_args(argv)
     for file in getattr(args, "registry", []):
-        from videolm.zoo.registry import RegistryError, add_registry
+        from videolm.zoo.registry import add_registry
 
-        try:
-            add_registry(file)
-        except RegistryError as e:
-            print(f"videolm: error: {e}", file=sys.stderr)
-            return 2
+        add_registry(file)
     return args.func(args) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a ``videolm`` command; its exit status. A user error (:func:`user_error`) is one line on
+    stderr, ``videolm: error: <file>: <problem>``, and status 2; with ``--verbose`` (anywhere before a
+    ``--``) its full traceback instead. Any other exception propagates with its traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    verbose = "--verbose" in argv[:end]
+    argv = [arg for arg in argv[:end] if arg != "--verbose"] + argv[end:]
+    try:
+        return _run(argv)
+    except Exception as e:
+        shown = user_error(e)
+        if shown is None:
+            raise
+        if verbose:
+            import traceback
+
+            traceback.print_exception(e)
+        else:
+            print(error_line(shown), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -59,5 +59,5 @@ def test_cli_data_probe(tmp_path, capsys):
     assert main(["data", "probe", str(path)]) == 0
     out = capsys.readouterr().out
     assert "frames: 12\n" in out and "duration: 1.5\n" in out and "clean: True\n" in out
-    assert main(["data", "probe", str(tmp_path / "missing.mp4")]) == 1
-    assert capsys.readouterr().err == f"error: {tmp_path / 'missing.mp4'}: file not found\n"
+    assert main(["data", "probe", str(tmp_path / "missing.mp4")]) == 2
+    assert capsys.readouterr().err == f"videolm: error: {tmp_path / 'missing.mp4'}: file not found\n"

@@ -23,7 +23,7 @@ def test_list_and_info(capsys):
 
 
 def test_unknown_model_and_bad_registry(tmp_path, capsys):
-    assert main(["zoo", "info", "xclip-base-patch99"]) == 1
+    assert main(["zoo", "info", "xclip-base-patch99"]) == 2
     assert "unknown model 'xclip-base-patch99'; did you mean xclip-base-patch32" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [{name: x, method: clip, backbone: b, licence: MIT, source: {url: 'ftp://x/y'}}]")
@@ -47,7 +47,7 @@ def test_download_with_registry_option(world, tmp_path, capsys):
     row = next(line for line in capsys.readouterr().out.splitlines() if "team-w" in line)
     assert "yes" in row  # shown as cached
 
-    assert main(["zoo", "download", "team-w", "--registry", str(reg), "--revision", "v2"]) == 1
+    assert main(["zoo", "download", "team-w", "--registry", str(reg), "--revision", "v2"]) == 2
     assert "--revision only applies to hub sources" in capsys.readouterr().err
 
 

@@ -98,6 +98,61 @@ def checkpoint_header(path: str | Path) -> dict:
         return load_checkpoint(path)
 
 
+def pickled_objects(path: str | Path) -> tuple[Path, list[str]] | None:
+    """The weights pickle at ``path`` (the file, or one of a folder's ``.bin`` / ``.pt`` / ``.pth`` /
+    ``.ckpt`` files) that ``torch.load(weights_only=True)`` refuses because it pickles objects other than
+    tensors and plain containers, with those objects' names (read by the restricted unpickler of
+    :mod:`videolm.io.safe_pickle`, so none of them is built); None when there is none."""
+    import pickle
+
+    import torch
+
+    from videolm.io.safe_pickle import Opaque, load_checkpoint
+
+    def names(value) -> set[str]:
+        if isinstance(value, Opaque):
+            return {value.name}
+        if isinstance(value, dict):
+            value = [*value.keys(), *value.values()]
+        if isinstance(value, (list, tuple, set)):
+            return set().union(*map(names, value))
+        return set()
+
+    path = Path(path)
+    pickles = (".bin", ".pt", ".pth", ".ckpt")
+    files = [path] if path.is_file() else (
+        sorted(p for p in path.iterdir() if p.is_file() and p.suffix in pickles) if path.is_dir() else [])
+    for file in files:
+        try:
+            torch.load(file, map_location="cpu", weights_only=True, mmap=True)  # the pickle only, no tensor data
+            continue
+        except pickle.UnpicklingError:
+            pass
+        except Exception:  # not a zip checkpoint, a truncated one, not a checkpoint at all: another error
+            continue
+        try:
+            found = names(load_checkpoint(file))
+        except ValueError:  # not readable even so: a broken file, not this error
+            continue
+        if found:
+            return file, sorted(found)
+    return None
+
+
+def _pickle_refusal(path: Path, error: Exception) -> ValueError | None:
+    """The error naming the file when loading ``path`` failed with ``error`` because a weights pickle
+    there holds other objects (whose code is never run); None when that is not why."""
+    import pickle
+
+    found = pickled_objects(path)
+    if found is None or not (isinstance(error, pickle.UnpicklingError) or str(found[0]) in str(error)):
+        return None
+    file, names = found
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return ValueError(f"{file}: holds non-tensor pickled objects ({shown}), which are not loaded (only tensors and "
+                      "plain containers are); save its state dict of tensors alone, or as safetensors")
+
+
 def _checkpoint_method(path: Path) -> str:
     """The method of a Lightning checkpoint written by a videolm LightningModule."""
     ckpt = checkpoint_header(path)
@@ -148,6 +203,9 @@ def load_module(path: str | Path, method: str | None = None):
     try:
         return method.get("module").load_from_checkpoint(str(path), map_location="cpu", weights_only=True).eval()
     except Exception as e:  # a checkpoint that cannot be read is one error naming the file
+        refusal = _pickle_refusal(Path(path), e)
+        if refusal is not None:
+            raise refusal from e
         raise ValueError(f"{path}: cannot load the {method.name} checkpoint ({str(e).splitlines()[0]})") from None
 
 
@@ -186,4 +244,10 @@ def load_model(name_or_path: str | Path, method: str | None = None, **kwargs):
     source, found = resolve(name_or_path, method)
     if is_checkpoint(source):
         return load_module(source, found.name).model
-    return found.get("loader")(source, **kwargs)
+    try:
+        return found.get("loader")(source, **kwargs)
+    except Exception as e:  # e.g. transformers' weights-only load of a pytorch_model.bin that pickles objects
+        refusal = _pickle_refusal(Path(source), e) if isinstance(source, Path) else None
+        if refusal is None:
+            raise
+        raise refusal from e

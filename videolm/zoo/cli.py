@@ -51,9 +51,6 @@ def run(args) -> int:
 
 
 def main(args) -> int:
-    """Run a zoo command; zoo errors become one line on stderr and exit status 1."""
-    try:
-        return run(args)
-    except (registry.RegistryError, download.ZooError, LookupError) as e:
-        print(f"videolm zoo: error: {e.args[0] if isinstance(e, LookupError) else e}", file=sys.stderr)
-        return 1
+    """Run a zoo command. Its errors (unknown model, bad registry, failed download) propagate to
+    ``videolm.cli.main``, which prints them as one line, like every command's, with exit status 2."""
+    return run(args)
