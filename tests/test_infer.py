@@ -159,3 +159,13 @@ def test_model_folder_whose_weights_pickle_objects_is_one_error_line(corpus, tmp
         expected = f"videolm: error: {folder / 'pytorch_model.bin'}: holds non-tensor pickled objects"
         assert len(lines) == 1 and lines[0].startswith(expected), out.stderr[-3000:]
         assert "payload ran" not in out.stdout + out.stderr and not out.stdout
+
+
+def test_a_hub_id_needs_its_method(tmp_path, capsys):
+    """One resolver, no X-CLIP fallback: an ``org/repo`` that is neither a file nor a zoo name is
+    served only with ``--method`` (then by that method's loader, which here finds no hub offline)."""
+    from videolm.cli import main
+
+    assert main(["classify", "a.mp4", "--model", "someone/some-model", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("videolm: error: someone/some-model") and "method" in err[0], err

@@ -223,8 +223,14 @@ def _output_args(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
+def _method_arg(p) -> None:
+    p.add_argument("--method", default=None, help="the registered method of a hub id --model (e.g. xclip); "
+                   "checkpoints, model folders and zoo names say their own")
+
+
 def _infer_args(p, what: str) -> None:
     p.add_argument("--model", default=None, help=what)
+    _method_arg(p)
     p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's)")
     p.add_argument("--fps", type=float, default=None, help="sample by rate instead: frames per second")
     p.add_argument("--min-frames", type=int, default=1, help="with --fps: at least this many frames")
@@ -241,7 +247,7 @@ def _run_pipeline(a, load_kwargs: dict, inputs: list[str], show, **run_kwargs) -
 
     from videolm.infer import Sampling, load, run_batch
 
-    pipe = load(a.model, device=a.device, batch_size=a.batch_size, **load_kwargs)
+    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, **load_kwargs)
     sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
                         max_frames=a.max_frames, start=a.start, end=a.end)
     failed = 0
@@ -292,6 +298,7 @@ def _add_translate(sub) -> None:
     p.add_argument("--model", default=None,
                    help="a GFSLT checkpoint (.ckpt), model folder or zoo name (default: gfslt-tiny, the built-in "
                    "translator of the synthetic corpus's gesture strip)")
+    _method_arg(p)
     p.add_argument("--beams", type=int, default=4, help="beam width (1: greedy)")
     p.add_argument("--max-new-tokens", type=int, default=150)
     _output_args(p)
@@ -428,7 +435,7 @@ def _quickstart(a) -> None:
 def _add_classify(sub) -> None:
     p = sub.add_parser("classify", help="classify videos with an X-CLIP or FrameMeanCLIP model (top-k classes)")
     p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or globs")
-    _infer_args(p, "X-CLIP or FrameMeanCLIP .ckpt, transformers X-CLIP folder, zoo name or hub id (microsoft/xclip-*)")
+    _infer_args(p, "X-CLIP or FrameMeanCLIP .ckpt, transformers X-CLIP folder, zoo name or hub id (microsoft/xclip-* with --method xclip)")
     p.add_argument("--labels", default=None, help="class list file, one name a line (default: the checkpoint's classes)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--window", type=float, default=None, help="classify windows of this many seconds")
@@ -456,7 +463,7 @@ def _classify_windows(a, show) -> int:
     from videolm.infer import Sampling, expand_inputs, load
     from videolm.io import VideoReader
 
-    pipe = load(a.model, device=a.device, batch_size=a.batch_size, labels=a.labels, topk=a.topk)
+    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, labels=a.labels, topk=a.topk)
     failed, stride = 0, a.stride or a.window
     for path in expand_inputs(a.videos):
         try:
@@ -481,6 +488,7 @@ def _add_embed(sub) -> None:
                                      "into a safetensors file")
     p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or globs")
     p.add_argument("--model", required=True, help="a videolm .ckpt, a zoo name (tvtsv2-vit-b16 ...) or a model folder")
+    _method_arg(p)
     p.add_argument("--output", required=True, metavar="FEATS.safetensors",
                    help="written with 'features' (N, E) and the N paths (JSON list) in the metadata key 'paths'")
     p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model's)")
@@ -497,7 +505,8 @@ def _add_embed(sub) -> None:
 
         from videolm.infer import load, run_batch
 
-        pipe = load(a.model, task="embed", num_frames=a.frames, device=a.device, batch_size=a.batch_size)
+        pipe = load(a.model, task="embed", method=a.method, num_frames=a.frames, device=a.device,
+                    batch_size=a.batch_size)
         paths, feats, failed = [], [], 0
         for r in run_batch(pipe, a.videos, progress=not a.no_progress):
             if "error" in r:
