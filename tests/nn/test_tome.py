@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from videolm.nn.tome import (
     temporal_merge,
     tome_schedule,
 )
+from videolm.nn.transformer import Block
 
 
 def test_merge_preserves_size_weighted_sum_and_cls():
@@ -115,8 +117,8 @@ def test_apply_tome_r0_equals_unpatched_and_is_undoable():
         remove_tome(blocks)
         assert torch.equal(model.encode_image(images), ref)
     assert all(b.merge is None for b in blocks)
-    with pytest.raises(TypeError, match="Block"):
-        apply_tome(model, 1)  # an open_clip model is not a sequence of blocks
+    with pytest.raises(TypeError, match="open_clip"):
+        apply_tome(torch.nn.Linear(2, 2), 1)  # neither blocks nor an open_clip tower
 
 
 def test_adopted_block_and_merge_path_match_open_clip_block():
@@ -137,6 +139,30 @@ def test_adopted_block_and_merge_path_match_open_clip_block():
         state.reset_each_forward = False
         state.reset(torch.ones(2, 17, 1))  # sizes of one: proportional attention adds log(1) = 0
         torch.testing.assert_close(block(x), ref, rtol=0, atol=1e-6)
+
+
+def test_apply_tome_adopts_a_plain_open_clip_model_and_its_tower():
+    import open_clip
+
+    torch.manual_seed(0)
+    cfg = {**TINY_CLIP_CONFIG, "vision_cfg": {**TINY_CLIP_CONFIG["vision_cfg"], "image_size": 96, "layers": 3}}
+    plain = open_clip.CLIP(**cfg).eval()
+    images = torch.randn(2, 3, 96, 96)
+    for target in ("model", "tower"):
+        model = copy.deepcopy(plain)
+        model.visual.output_tokens = True
+        with torch.no_grad():
+            ref_pooled, ref_tokens = model.visual(images)
+            state = apply_tome(model if target == "model" else model.visual, 0)
+            assert all(isinstance(b, Block) for b in model.visual.transformer.resblocks)
+            pooled, tokens = model.visual(images)
+            torch.testing.assert_close(pooled, ref_pooled, rtol=0, atol=1e-5)
+            torch.testing.assert_close(tokens, ref_tokens, rtol=0, atol=1e-5)
+            state.r = [4, 4, 4]
+            pooled, tokens = model.visual(images)
+        assert tokens.shape == (2, 37 - 12 - 1, 64) and state.size.shape == (2, 37 - 12, 1)
+        assert not torch.allclose(pooled, ref_pooled)
+        remove_tome(model if target == "model" else model.visual)
 
 
 def test_apply_tome_reduces_tokens_and_traces_sources():
