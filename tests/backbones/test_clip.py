@@ -51,3 +51,18 @@ def test_freeze_text_keeps_last_blocks_trainable():
     assert not any(p.requires_grad for p in blocks[0].parameters())
     assert all(p.requires_grad for p in blocks[-1].parameters())
     assert not model.token_embedding.weight.requires_grad and model.visual.conv1.weight.requires_grad
+
+
+def test_vision_blocks_adopts_a_plain_open_clip_tower_in_place():
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**clip_lib.TINY_CLIP_CONFIG).eval().requires_grad_(False)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model.encode_image(images)
+        blocks = clip_lib.vision_blocks(model.visual)
+        assert all(isinstance(b, Block) for b in blocks) and blocks is model.visual.transformer.resblocks
+        assert clip_lib.vision_blocks(model) is blocks  # adopted once
+        torch.testing.assert_close(model.encode_image(images), ref, atol=1e-5, rtol=0)
+    assert not any(b.training for b in blocks) and not any(p.requires_grad for p in blocks.parameters())
+    with pytest.raises(TypeError, match="open_clip"):
+        clip_lib.vision_blocks(torch.nn.Linear(2, 2))

@@ -1,3 +1,6 @@
+import copy
+import math
+
 import pytest
 import torch
 
@@ -13,6 +16,7 @@ from videolm.nn.tome import (
     temporal_merge,
     tome_schedule,
 )
+from videolm.nn.transformer import Block
 
 
 def test_merge_preserves_size_weighted_sum_and_cls():
@@ -40,6 +44,37 @@ def test_matching_merges_most_similar_pairs_and_tracks_sources():
     source = merge_source(merge, x)
     assert source[0, 2].tolist() == [0, 1, 1, 0, 0, 0]
     assert source.sum(-1).flatten().tolist() == size.flatten().tolist()
+
+
+def _reference_merge(metric, r, x, mode):
+    """The merge as first written (gather / scatter_reduce / cat), for the faster row-index version."""
+    metric = metric / metric.norm(dim=-1, keepdim=True)
+    scores = metric[:, ::2] @ metric[:, 1::2].transpose(-1, -2)
+    scores[:, 0, :] = -math.inf
+    best, best_b = scores.max(dim=-1)
+    order = best.argsort(dim=-1, descending=True)[..., None]
+    kept_a, merged_a = order[:, r:].sort(dim=1).values, order[:, :r]
+    a, b = x[:, ::2], x[:, 1::2]
+    batch, na, d = a.shape
+    src = a.gather(1, merged_a.expand(batch, r, d))
+    b = b.scatter_reduce(1, best_b[..., None].gather(1, merged_a).expand(batch, r, d), src, reduce=mode)
+    return torch.cat([a.gather(1, kept_a.expand(batch, na - r, d)), b], dim=1)
+
+
+def test_merge_matches_reference_gather_scatter_merge():
+    g = torch.Generator().manual_seed(0)
+    for n, r, d in [(197, 13, 32), (40, 19, 8), (17, 1, 5)]:
+        metric, x = torch.randn(3, n, 16, generator=g), torch.randn(3, n, d, generator=g)
+        metric[:, 5] = metric[:, 7] = metric[:, 9]  # several A tokens merge into one B token
+        merge = bipartite_soft_matching(metric, r)
+        for mode in ("sum", "mean", "amax"):
+            torch.testing.assert_close(merge(x, mode), _reference_merge(metric, r, x, mode), rtol=1e-6, atol=1e-6)
+        size = torch.randint(1, 5, (3, n, 1), generator=g).float()
+        ref = _reference_merge(metric, r, x * size, "sum") / _reference_merge(metric, r, size, "sum")
+        torch.testing.assert_close(merge_wavg(merge, x, size)[0], ref, rtol=1e-6, atol=1e-6)
+        x.requires_grad_(True)
+        merge_wavg(merge, x, size)[0].sum().backward()
+        assert x.grad.shape == x.shape  # the connector trains through the merge
 
 
 def test_r_zero_is_identity():
@@ -82,8 +117,8 @@ def test_apply_tome_r0_equals_unpatched_and_is_undoable():
         remove_tome(blocks)
         assert torch.equal(model.encode_image(images), ref)
     assert all(b.merge is None for b in blocks)
-    with pytest.raises(TypeError, match="Block"):
-        apply_tome(model, 1)  # an open_clip model is not a sequence of blocks
+    with pytest.raises(TypeError, match="open_clip"):
+        apply_tome(torch.nn.Linear(2, 2), 1)  # neither blocks nor an open_clip tower
 
 
 def test_adopted_block_and_merge_path_match_open_clip_block():
@@ -104,6 +139,30 @@ def test_adopted_block_and_merge_path_match_open_clip_block():
         state.reset_each_forward = False
         state.reset(torch.ones(2, 17, 1))  # sizes of one: proportional attention adds log(1) = 0
         torch.testing.assert_close(block(x), ref, rtol=0, atol=1e-6)
+
+
+def test_apply_tome_adopts_a_plain_open_clip_model_and_its_tower():
+    import open_clip
+
+    torch.manual_seed(0)
+    cfg = {**TINY_CLIP_CONFIG, "vision_cfg": {**TINY_CLIP_CONFIG["vision_cfg"], "image_size": 96, "layers": 3}}
+    plain = open_clip.CLIP(**cfg).eval()
+    images = torch.randn(2, 3, 96, 96)
+    for target in ("model", "tower"):
+        model = copy.deepcopy(plain)
+        model.visual.output_tokens = True
+        with torch.no_grad():
+            ref_pooled, ref_tokens = model.visual(images)
+            state = apply_tome(model if target == "model" else model.visual, 0)
+            assert all(isinstance(b, Block) for b in model.visual.transformer.resblocks)
+            pooled, tokens = model.visual(images)
+            torch.testing.assert_close(pooled, ref_pooled, rtol=0, atol=1e-5)
+            torch.testing.assert_close(tokens, ref_tokens, rtol=0, atol=1e-5)
+            state.r = [4, 4, 4]
+            pooled, tokens = model.visual(images)
+        assert tokens.shape == (2, 37 - 12 - 1, 64) and state.size.shape == (2, 37 - 12, 1)
+        assert not torch.allclose(pooled, ref_pooled)
+        remove_tome(model if target == "model" else model.visual)
 
 
 def test_apply_tome_reduces_tokens_and_traces_sources():

@@ -72,11 +72,21 @@ def create_clip(
     if not isinstance(clip, open_clip.CLIP) or not hasattr(clip.visual, "conv1"):
         raise ValueError(f"{model_name}: only open_clip CLIP models with a ViT image tower are supported "
                          f"(got {type(clip).__name__} / {type(clip.visual).__name__})")
-    blocks = clip.visual.transformer.resblocks
-    rates = torch.linspace(0, drop_path, len(blocks)).tolist()
-    clip.visual.transformer.resblocks = nn.ModuleList(adopt(b, vision_block, p) for b, p in zip(blocks, rates))
-    clip.transformer.resblocks = nn.ModuleList(adopt(b) for b in clip.transformer.resblocks)
+    adopt_blocks(clip.visual.transformer, vision_block, drop_path)
+    adopt_blocks(clip.transformer)
     return clip
+
+
+def adopt_blocks(transformer: nn.Module, cls: type[Block] = Block, drop_path: float = 0.0) -> nn.ModuleList:
+    """Swap, in place, the ``resblocks`` of an open_clip ``Transformer`` that are still open_clip's own
+    for ``cls`` blocks with their weights (stochastic depth rising linearly to ``drop_path``); returns
+    the blocks."""
+    blocks = transformer.resblocks
+    if not all(isinstance(b, Block) for b in blocks):
+        rates = torch.linspace(0, drop_path, len(blocks)).tolist()
+        transformer.resblocks = nn.ModuleList(b if isinstance(b, Block) else adopt(b, cls, p)
+                                              for b, p in zip(blocks, rates))
+    return transformer.resblocks
 
 
 def adopt(block: nn.Module, cls: type[Block] = Block, drop_path: float = 0.0) -> Block:
@@ -91,7 +101,8 @@ def adopt(block: nn.Module, cls: type[Block] = Block, drop_path: float = 0.0) ->
                      layer_scale=scale).state_dict())
     if unexpected or any(k in base for k in missing):
         raise ValueError(f"unsupported open_clip block (missing {missing}, unexpected {unexpected})")
-    return new.to(block.ln_1.weight.dtype)
+    new.train(block.training).requires_grad_(all(p.requires_grad for p in block.parameters()))
+    return new.to(block.ln_1.weight.device, block.ln_1.weight.dtype)
 
 
 # -- sizes ------------------------------------------------------------------------------------------------
@@ -114,8 +125,14 @@ def embed_dim(clip: open_clip.CLIP) -> int:
     return int(clip.visual.proj.shape[1])
 
 
-def vision_blocks(clip: open_clip.CLIP) -> nn.ModuleList:
-    return clip.visual.transformer.resblocks
+def vision_blocks(clip: open_clip.CLIP | nn.Module) -> nn.ModuleList:
+    """The image tower's blocks (``clip``: an ``open_clip.CLIP`` or its ``visual`` tower). A tower that
+    still runs on open_clip's own blocks (``open_clip.create_model``) has them swapped, in place, for
+    :class:`~videolm.nn.transformer.Block` s with the same weights first, as :func:`create_clip` does."""
+    tower = getattr(clip, "visual", clip)
+    if not (hasattr(tower, "conv1") and hasattr(getattr(tower, "transformer", None), "resblocks")):
+        raise TypeError(f"{type(clip).__name__}: not an open_clip CLIP or ViT image tower")
+    return adopt_blocks(tower.transformer)
 
 
 def text_blocks(clip: open_clip.CLIP) -> nn.ModuleList:

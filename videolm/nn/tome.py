@@ -45,18 +45,23 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, cls_token: bool = True
         if cls_token:
             scores[:, 0, :] = -math.inf
         best, best_b = scores.max(dim=-1)
-        order = best.argsort(dim=-1, descending=True)[..., None]
+        order = best.argsort(dim=-1, descending=True)
         kept_a = order[:, r:].sort(dim=1).values
-        merged_a = order[:, :r]
-        into_b = best_b[..., None].gather(1, merged_a)
+        merged_a, into_b = order[:, :r], best_b.gather(1, order[:, :r])
+        # rows of the flattened (b n) tokens: the output's (kept A, then every B), the merged A, and
+        # the output rows of the B tokens they merge into
+        batch, na = best.shape
+        start = torch.arange(batch, device=metric.device)[:, None]
+        odd = torch.arange(1, n, 2, device=metric.device).expand(batch, n - na)
+        out_rows = (torch.cat([2 * kept_a, odd], dim=1) + start * n).flatten()
+        src_rows = (2 * merged_a + start * n).flatten()
+        dst_rows = (into_b + na - r + start * (n - r)).flatten()
 
     def merge(x: torch.Tensor, mode: str = "mean") -> torch.Tensor:
-        a, b = x[:, ::2], x[:, 1::2]
-        batch, na, d = a.shape
-        kept = a.gather(1, kept_a.expand(batch, na - r, d))
-        src = a.gather(1, merged_a.expand(batch, r, d))
-        b = b.scatter_reduce(1, into_b.expand(batch, r, d), src, reduce=mode)
-        return torch.cat([kept, b], dim=1)
+        rows = rearrange(x, "b n d -> (b n) d")
+        out, src = rows.index_select(0, out_rows), rows.index_select(0, src_rows)
+        out.scatter_reduce_(0, dst_rows[:, None].expand_as(src), src, reduce=mode)
+        return rearrange(out, "(b n) d -> b n d", b=batch)
 
     return merge
 
@@ -67,7 +72,9 @@ def merge_wavg(
     """Merge ``x`` ``(b, n, d)`` by the average weighted by ``size`` ``(b, n, 1)`` (ones when None)."""
     if size is None:
         size = x.new_ones(x.shape[0], x.shape[1], 1)
-    x = merge(x * size, mode="sum")
+    else:
+        x = x * size
+    x = merge(x, mode="sum")
     size = merge(size, mode="sum")
     return x / size, size
 
@@ -150,11 +157,16 @@ class TokenMerge:
 
 def _blocks(model) -> list[Block]:
     blocks = getattr(model, "vision_blocks", model)
+    if isinstance(blocks, nn.Module) and not isinstance(blocks, (nn.ModuleList, Block)):
+        # a plain open_clip CLIP or image tower: backbones.clip, the one module that knows open_clip's
+        # internals, swaps its blocks for Blocks with their weights (as create_clip does)
+        from videolm.backbones.clip import vision_blocks
+
+        blocks = vision_blocks(blocks)
     blocks = list(blocks) if isinstance(blocks, (list, tuple, nn.ModuleList)) else []
     if not blocks or not all(isinstance(b, Block) for b in blocks):
         raise TypeError(f"{type(model).__name__}: token merging needs videolm.nn.transformer.Block blocks "
-                        "(a sequence of them, or a model with `vision_blocks`; "
-                        "videolm.backbones.clip.vision_blocks(clip) gives an open_clip tower's)")
+                        "(a sequence of them, a model with `vision_blocks`, or an open_clip CLIP or image tower)")
     return blocks
 
 
@@ -168,8 +180,9 @@ def apply_tome(
 ) -> ToMeState:
     """Make the blocks of ``model`` merge ``r`` tokens each; returns the merging state.
 
-    ``model`` is a sequence of :class:`~videolm.nn.transformer.Block` or has ``vision_blocks`` (X-CLIP,
-    SimVLG; ``videolm.backbones.clip.vision_blocks(clip)`` for an open_clip tower). The first block
+    ``model`` is a sequence of :class:`~videolm.nn.transformer.Block`, has ``vision_blocks`` (X-CLIP,
+    SimVLG), or is an ``open_clip.CLIP`` or its ``visual`` tower (one from ``open_clip.create_model``
+    has its blocks swapped, in place, for ``Block`` s with the same weights). The first block
     starts a new forward. After a forward, ``state.size`` holds the token sizes and, with
     ``trace_source``, ``state.source`` which input tokens each output token merges. With r = 0 the
     outputs are exactly the unpatched ones. Undo with ``state.remove()`` or :func:`remove_tome`.
