@@ -68,12 +68,12 @@ class CrossFrameBlock(Block):
     map of its CLS), the messages attend across the T frames, then each frame attends over its own
     tokens plus its message (the block's extra token), which is dropped before the MLP."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, act: type[nn.Module] = nn.GELU,
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, act: type[nn.Module] = nn.GELU,
                  drop_path: float = 0.0, layer_scale: float | None = None):
-        super().__init__(dim, heads, mlp_ratio, act, drop_path, layer_scale)
+        super().__init__(dim, num_heads, mlp_ratio, act, drop_path, layer_scale)
         self.message_fc = nn.Linear(dim, dim)
         self.message_ln = nn.LayerNorm(dim)
-        self.message_attn = MultiheadAttention(dim, heads)
+        self.message_attn = MultiheadAttention(dim, num_heads)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         msg = rearrange(self.message_fc(x[:, 0]), "(b t) d -> b t d", t=num_frames)
@@ -84,10 +84,10 @@ class CrossFrameBlock(Block):
 class PromptLayer(nn.Module):
     """Video-specific prompt layer: text queries cross-attend to visual tokens, then an MLP."""
 
-    def __init__(self, dim: int, heads: int, act: type[nn.Module], dropout: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, act: type[nn.Module], dropout: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.cross_attn = MultiheadAttention(dim, heads, qkv_bias=False, dropout=dropout)
+        self.cross_attn = MultiheadAttention(dim, num_heads, qkv_bias=False, dropout=dropout)
         self.norm3 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), act(), nn.Dropout(dropout),
                                  nn.Linear(4 * dim, dim))
@@ -100,11 +100,11 @@ class PromptLayer(nn.Module):
 class PromptGenerator(nn.Module):
     """X-CLIP's video-specific prompt generator; returns ``alpha * prompt`` for ``(B, K, E)`` text."""
 
-    def __init__(self, dim: int, layers: int = 2, heads: int = 8, alpha: float = 0.1,
+    def __init__(self, dim: int, depth: int = 2, num_heads: int = 8, alpha: float = 0.1,
                  act: type[nn.Module] = nn.GELU):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.layers = nn.ModuleList(PromptLayer(dim, heads, act) for _ in range(layers))
+        self.layers = nn.ModuleList(PromptLayer(dim, num_heads, act) for _ in range(depth))
         self.alpha = nn.Parameter(torch.full((dim,), float(alpha)))
 
     def forward(self, text: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
@@ -117,12 +117,12 @@ class PromptGenerator(nn.Module):
 class MultiFrameIntegration(nn.Module):
     """MIT: pre-LN transformer over frame embeddings + temporal position embedding, mean over T."""
 
-    def __init__(self, dim: int, num_frames: int = 8, layers: int = 1, heads: int = 8,
+    def __init__(self, dim: int, num_frames: int = 8, depth: int = 1, num_heads: int = 8,
                  act: type[nn.Module] = nn.GELU, position_std: float = 0.02):
         super().__init__()
         self.position_embedding = nn.Parameter(torch.empty(1, num_frames, dim))
         nn.init.normal_(self.position_embedding, std=position_std)
-        self.blocks = nn.ModuleList(Block(dim, heads, act=act) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(dim, num_heads, act=act) for _ in range(depth))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         t, max_t = frames.shape[1], self.position_embedding.shape[1]

@@ -42,14 +42,15 @@ class Block(nn.Module):
     attend) or additive, broadcastable to ``(b, heads, n, n)`` (open_clip's towers pass theirs).
     """
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, act: type[nn.Module] = nn.GELU,
-                 drop_path: float = 0.0, layer_scale: float | None = None, dropout: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, act: type[nn.Module] = nn.GELU,
+                 drop_path: float = 0.0, layer_scale: float | None = None, dropout: float = 0.0,
+                 norm_eps: float = 1e-5):
         super().__init__()
         hidden = int(round(dim * mlp_ratio))
-        self.ln_1 = nn.LayerNorm(dim)
-        self.attn = MultiheadAttention(dim, heads, dropout=dropout)
+        self.ln_1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = MultiheadAttention(dim, num_heads, dropout=dropout)
         self.ls_1 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
-        self.ln_2 = nn.LayerNorm(dim)
+        self.ln_2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = nn.Sequential()
         self.mlp.add_module("c_fc", nn.Linear(dim, hidden))
         self.mlp.add_module("gelu", act())
