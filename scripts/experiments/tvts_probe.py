@@ -165,20 +165,24 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=35, help="pretraining epochs of each arm")
     p.add_argument("--mask-ratio", type=float, default=0.0, help="TVTS patch dropping (16 patches a frame here)")
     p.add_argument("--probe-epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=2e-3, help="learning rate of the new modules (TVTS) and of the baseline")
-    p.add_argument("--clip-lr-scale", type=float, default=1.0, help="CLIP weights train at lr x this")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate of TVTS's new modules (temporal embedding "
+                   "and attention, sort transformer)")
+    p.add_argument("--clip-lr-scale", type=float, default=0.01, help="TVTS: CLIP weights train at lr x this "
+                   "(TVTSv2: 1e-7 vs 1e-4)")
+    p.add_argument("--clip-frozen-steps", type=int, default=0, help="TVTS: the image tower's CLIP weights take no "
+                   "update for the first N steps (TVTSModule.clip_frozen_steps)")
+    p.add_argument("--baseline-clip-lr-scale", type=float, default=1.0, help="the baseline's CLIP weights train at "
+                   "lr x this (it has no new modules)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
                    help="standardise the probe's features (MAE's linear probe; --no-batch-norm: L2 only)")
-    p.add_argument("--sort-frame-embedding", action=argparse.BooleanOptionalAction, default=True,
-                   help="TVTS: the learned frame tag at the sort input")
     p.add_argument("--sort-input", choices=("tokens", "cls"), default="tokens",
                    help="TVTS: the sort transformer reads every video token or the video CLS alone")
     p.add_argument("--sort-weight", type=float, default=2.0, help="TVTS: weight of the sort loss (0: contrastive alone, "
                    "through the space-time tower)")
-    p.add_argument("--temporal-std", type=float, default=0.0, help="TVTS: initial std of the tower's temporal embedding")
+    p.add_argument("--temporal-std", type=float, default=2.0, help="TVTS: initial std of the tower's temporal embedding")
     p.add_argument("--contrastive-weight", type=float, default=1.0, help="TVTS: weight of the contrastive loss")
     p.add_argument("--freeze-timeattn", action="store_true", help="TVTS: keep the tower's temporal attention at zero")
     p.add_argument("--curve", action="store_true", help="train the TVTS arm alone, print its per-epoch sort curve "
@@ -202,9 +206,8 @@ def main(argv=None) -> None:
         optim = Optim(lr=a.lr * a.clip_lr_scale, new_lr_scale=1 / a.clip_lr_scale, weight_decay=0.05,
                       schedule="cosine", warmup_epochs=1)
         tvts = TVTSModule({"preset": "tiny", **clip, "text_trainable_blocks": None, "mask_ratio": a.mask_ratio,
-                           "sort_frame_embedding": a.sort_frame_embedding and a.sort_input == "tokens",
                            "sort_input": a.sort_input, "sort_weight": a.sort_weight, "temporal_embedding_std": a.temporal_std,
-                           "contrastive_weight": a.contrastive_weight}, optim=optim)
+                           "contrastive_weight": a.contrastive_weight}, optim=optim, clip_frozen_steps=a.clip_frozen_steps)
         if a.freeze_timeattn:
             for name, param in tvts.named_parameters():
                 if ".timeattn." in name:
@@ -226,7 +229,7 @@ def main(argv=None) -> None:
         base = FrameMean({"clip": clip["clip"], "pretrained": None, "num_frames": 8})
         missing, unexpected = base.clip.load_state_dict(tvts.model.clip.state_dict(), strict=False)
         assert not missing and all(".timeattn." in k or ".ln_3." in k for k in unexpected), (missing, unexpected)
-        baseline = ContrastiveFrameMean(base, Optim(lr=a.lr * a.clip_lr_scale, weight_decay=0.05,
+        baseline = ContrastiveFrameMean(base, Optim(lr=a.lr * a.baseline_clip_lr_scale, weight_decay=0.05,
                                                     schedule="cosine", warmup_epochs=1))
 
         if a.load is not None:
@@ -244,7 +247,9 @@ def main(argv=None) -> None:
     print(json.dumps({"tvts_probe": round(tvts_eval["probe"], 4), "contrastive_probe": round(base_eval["probe"], 4),
                       "sort_exact": round(sort["test/sort_exact"], 4), "sort_acc": round(sort["test/sort_acc"], 4),
                       "v2v_r1": round(tvts_eval["v2v_r1"] / 100, 4), "contrastive_v2v_r1": round(base_eval["v2v_r1"] / 100, 4),
-                      "clip": a.clip, "epochs": a.epochs, "seconds": round(time.time() - start)}))
+                      "clip": a.clip, "epochs": a.epochs, "clip_lr_scale": a.clip_lr_scale,
+                      "clip_frozen_steps": a.clip_frozen_steps, "temporal_std": a.temporal_std, "seed": a.seed,
+                      "seconds": round(time.time() - start)}))
 
 
 if __name__ == "__main__":
