@@ -24,10 +24,15 @@ mean of the K transcript embeddings. TVTSv2 (what this file builds, on open_clip
   joint embedding (v1's "minimal" projection), the whole encoder trained. CLIP's own text tower is then
   frozen and unused.
 
+The sort transformer sees no frame index: the order of the video tokens reaches it only through the
+tower (temporal embedding and attention), so sorting teaches the tower time. That needs the v2 split
+of learning rates, the CLIP weights far slower than the new modules: CLIP weights trained at the new
+modules' rate stop passing the temporal embedding on before the sort has learned to read it.
+
 Deviation from the official code: its ``temporal_embedding`` starts as ``randn * width^-0.5`` and is
-trained at the CLIP rate; here it starts at 0 (so the start is exactly the image model) and is trained
-with the new modules (at 1e-7 a zero embedding would never move). Official checkpoints bring their own
-values (``videolm.convert.tvts.load_tvts``).
+trained at the CLIP rate; here it starts at ``randn * temporal_embedding_std`` (default 0, so the start
+is exactly the image model) and is trained with the new modules (at 1e-7 a zero embedding would never
+move). Official checkpoints bring their own values (``videolm.convert.tvts.load_tvts``).
 
 Out of scope: v1's MAE-ViT video tower (its DistilBERT text tower
 is ``text_model``); v1 sorts the 768-d features before the projections, here the sort transformer
