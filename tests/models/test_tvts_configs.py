@@ -34,7 +34,11 @@ def test_recipes():
     assert (data["train"], data["gap"]) == ("data/synthetic/train.jsonl", 0.0)
     # what the model takes is said once, on the model; the data module reads it from there
     assert not {"num_frames", "image_size", "mean"} & set(data)
-    assert synthetic["model"]["init_args"]["config"]["mean"] == "clip"  # clip-tiny's statistics
+    model = synthetic["model"]["init_args"]
+    assert model["config"]["mean"] == "clip"  # clip-tiny's statistics
+    # TVTSv2's split (CLIP slow, the new modules x100), the temporal embedding started at std 2, no frame tag
+    assert (model["optim"]["lr"], model["optim"]["new_lr_scale"]) == (2e-5, 100)
+    assert model["config"]["temporal_embedding_std"] == 2.0 and "sort_frame_embedding" not in model["config"]
     cfg = yaml.safe_load((CONFIGS[0].parent / "pretrain_b16.yaml").read_text())
     model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
     optim = model["optim"]

@@ -208,21 +208,45 @@ def test_loss_weighs_the_contrastive_and_sort_terms(weights):
     assert m["val/loss"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_sort_frame_embedding_tags_each_frames_tokens():
+def test_sort_reads_the_frame_order_only_through_the_tower():
+    """The sort transformer has no frame tag (nor has an official checkpoint): the same video tokens in
+    another frame order give the same logits, so the order must be in the tower's tokens."""
     torch.manual_seed(0)
-    tagged = TVTS({"preset": "tiny", "mask_ratio": 0.0, "sort_frame_embedding": True}).eval()
-    assert TVTS("tiny").sort.frame_embed is None  # off by default, as the official model
-    assert tagged.sort.frame_embed.shape == (tagged.num_frames, clip_lib.embed_dim(tagged.clip))
-    frames = 4
-    video = torch.randn(2, 1 + frames * 3, clip_lib.embed_dim(tagged.clip))
-    texts = torch.randn(2, 4, video.shape[-1])
-    # the same tokens in reversed frame order: without the tag the sort sees a permuted set (same logits)
-    flipped = torch.cat([video[:, :1], video[:, 1:].view(2, frames, 3, -1).flip(1).flatten(1, 2)], dim=1)
+    sort = TVTS({"preset": "tiny", "mask_ratio": 0.0}).eval().sort
+    assert not hasattr(sort, "frame_embed")
+    video, texts = torch.randn(2, 1 + 4 * 3, 32), torch.randn(2, 4, 32)
+    sort = type(sort)(32, heads=2).eval()
+    flipped = torch.cat([video[:, :1], video[:, 1:].view(2, 4, 3, -1).flip(1).flatten(1, 2)], dim=1)
     with torch.no_grad():
-        tagged.sort.frame_embed.zero_()
-        assert torch.allclose(tagged.sort(video, texts, frames), tagged.sort(flipped, texts, frames), atol=1e-5)
-        tagged.sort.frame_embed.normal_(std=0.5)
-        assert not torch.allclose(tagged.sort(video, texts, frames), tagged.sort(flipped, texts, frames), atol=1e-3)
+        torch.testing.assert_close(sort(video, texts), sort(flipped, texts), atol=1e-5, rtol=1e-5)
+
+
+def test_clip_frozen_steps_holds_the_image_towers_clip_weights_then_trains_them(tmp_path):
+    torch.manual_seed(0)
+    module = TVTSModule("tiny", optim={"lr": 3e-3, "schedule": "constant"}, clip_frozen_steps=2)
+    assert module.hparams["clip_frozen_steps"] == 2
+    frozen = {n for n, _ in module.named_parameters() if n.startswith("model.clip.visual.") and not module.is_new(n)}
+    assert "model.clip.visual.conv1.weight" in frozen
+    assert "model.clip.visual.transformer.resblocks.0.timeattn.in_proj_weight" not in frozen
+    start = {n: p.detach().clone() for n, p in module.named_parameters()}
+
+    def fit(steps):
+        pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                   num_sanity_val_steps=0).fit(module, DataLoader(Sorted(8), batch_size=4, collate_fn=collate))
+
+    fit(2)
+    moved = {n for n, p in module.named_parameters() if not torch.equal(p, start[n])}
+    assert not moved & frozen  # held still, weight decay included
+    assert "model.clip.visual.transformer.resblocks.0.timeattn.in_proj_weight" in moved
+    assert "model.temporal_embedding" in moved and "model.sort.head.weight" in moved
+    text = {n for n, p in module.named_parameters() if n.startswith("model.clip.transformer.") and p.requires_grad}
+    assert text and text <= moved  # the text tower is not held
+    module.clip_frozen_steps = 0  # the same module past its frozen steps: the CLIP weights train
+    fit(1)
+    assert {n for n, p in module.named_parameters() if not torch.equal(p, start[n])} >= frozen
+    with pytest.raises(ValueError, match="clip_frozen_steps"):
+        TVTSModule("tiny", clip_frozen_steps=-1)
 
 
 def test_sort_input_cls_sorts_from_the_video_cls_alone():
@@ -239,8 +263,6 @@ def test_sort_input_cls_sorts_from_the_video_cls_alone():
     assert not torch.allclose(out["sort_logits"], every, atol=1e-4)
     with pytest.raises(ValueError, match="sort_input"):
         TVTS({"preset": "tiny", "sort_input": "patches"})
-    with pytest.raises(ValueError, match="sort_frame_embedding"):
-        TVTS({"preset": "tiny", "sort_input": "cls", "sort_frame_embedding": True})
 
 
 # -- v1's text tower: a transformers encoder ---------------------------------------------------------------

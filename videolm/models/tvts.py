@@ -24,10 +24,15 @@ mean of the K transcript embeddings. TVTSv2 (what this file builds, on open_clip
   joint embedding (v1's "minimal" projection), the whole encoder trained. CLIP's own text tower is then
   frozen and unused.
 
+The sort transformer sees no frame index: the order of the video tokens reaches it only through the
+tower (temporal embedding and attention), so sorting teaches the tower time. That needs the v2 split
+of learning rates, the CLIP weights far slower than the new modules: CLIP weights trained at the new
+modules' rate stop passing the temporal embedding on before the sort has learned to read it.
+
 Deviation from the official code: its ``temporal_embedding`` starts as ``randn * width^-0.5`` and is
-trained at the CLIP rate; here it starts at 0 (so the start is exactly the image model) and is trained
-with the new modules (at 1e-7 a zero embedding would never move). Official checkpoints bring their own
-values (``videolm.convert.tvts.load_tvts``).
+trained at the CLIP rate; here it starts at ``randn * temporal_embedding_std`` (default 0, so the start
+is exactly the image model) and is trained with the new modules (at 1e-7 a zero embedding would never
+move). Official checkpoints bring their own values (``videolm.convert.tvts.load_tvts``).
 
 Out of scope: v1's MAE-ViT video tower (its DistilBERT text tower
 is ``text_model``); v1 sorts the 768-d features before the projections, here the sort transformer
@@ -58,14 +63,13 @@ class TVTSConfig:
     ``num_frames``: the most frames a video may have (rows of ``temporal_embedding``). ``windows``: K,
     the transcripts per video. ``mask_ratio``: share of patches dropped in training.
     ``text_trainable_blocks``: the last text blocks trained (None: the whole text tower).
-    ``sort_frame_embedding``: add a learned per-frame embedding to the video tokens entering the sort
-    transformer (not in the official model, whose checkpoints load with it off; scripts/experiments/
-    tvts_probe.py measures it). ``sort_input``: what of the video the sort
+    ``sort_input``: what of the video the sort
     transformer reads: ``tokens`` (every visible token, the official model) or ``cls`` (the video CLS
     alone, so the order must be in the embedding that downstream tasks read). ``sort_weight``,
     ``contrastive_weight``: the weights of the two loss terms (2 and 1 in the paper; an ablation may
     turn either off). ``temporal_embedding_std``: the initial scale of the tower's temporal embedding
-    (0: the image model at the start; the official code: width^-0.5). ``text_model``: a transformers
+    (0: the image model at the start; the official code: width^-0.5; the synthetic recipe on
+    clip-tiny's width 64: 2, see scripts/experiments/tvts_probe.py). ``text_model``: a transformers
     encoder (folder or hub id, e.g. ``distilbert-base-uncased``, v1's) as the text tower instead of
     CLIP's; its tokenizer is read from the same place (so is the encoder when a checkpoint is loaded);
     ``text_max_length``: its token limit."""
@@ -82,7 +86,6 @@ class TVTSConfig:
     temperature: float = 0.05
     sort_weight: float = 2.0
     contrastive_weight: float = 1.0
-    sort_frame_embedding: bool = False
     sort_input: str = "tokens"
     temporal_embedding_std: float = 0.0
     text_trainable_blocks: int | None = 3
@@ -143,21 +146,16 @@ class SortTransformer(nn.Module):
     """2 pre-LN blocks over video tokens ``(B, N, E)`` + texts ``(B, K, E)`` with a video/text type
     embedding; ``forward`` -> ``(B, K, K)`` window logits of each text."""
 
-    def __init__(self, dim: int, windows: int = 4, depth: int = 2, heads: int = 8, frames: int | None = None):
+    def __init__(self, dim: int, windows: int = 4, depth: int = 2, heads: int = 8):
         super().__init__()
         self.type_embed = nn.Parameter(torch.zeros(1, 2, dim))
-        # optional: which frame each video token comes from (the CLS gets none)
-        self.frame_embed = nn.Parameter(torch.randn(frames, dim) * 0.5) if frames else None
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         for block in self.blocks:
             block.ln_1.eps = block.ln_2.eps = 1e-6
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, windows)
 
-    def forward(self, video: torch.Tensor, texts: torch.Tensor, frames: int = 1) -> torch.Tensor:
-        if self.frame_embed is not None:  # video: CLS, then frames x tokens per frame
-            tags = self.frame_embed[:frames].repeat_interleave((video.shape[1] - 1) // frames, dim=0)
-            video = torch.cat([video[:, :1], video[:, 1:] + tags.to(video.dtype)], dim=1)
+    def forward(self, video: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         x = torch.cat([video + self.type_embed[:, :1], texts + self.type_embed[:, 1:]], dim=1)
         for block in self.blocks:
             x = block(x)
@@ -174,8 +172,6 @@ class TVTS(CLIPVideoModel):
             raise ValueError(f"mask_ratio must be in [0, 1), got {c.mask_ratio}")
         if c.sort_input not in ("tokens", "cls"):
             raise ValueError(f"sort_input must be 'tokens' or 'cls', got {c.sort_input!r}")
-        if c.sort_input == "cls" and c.sort_frame_embedding:
-            raise ValueError("sort_frame_embedding tags the frames' tokens, which sort_input='cls' leaves out")
         super().__init__(c, drop_path=c.drop_path, vision_block=SpaceTimeBlock)
         self.clip.logit_scale.requires_grad_(False)  # TVTS uses a fixed temperature
         if c.text_model is not None:  # v1: a transformers encoder replaces CLIP's text tower
@@ -193,8 +189,7 @@ class TVTS(CLIPVideoModel):
         shape = (c.num_frames, clip_lib.vision_width(self.clip))
         self.temporal_embedding = nn.Parameter(torch.randn(shape) * c.temporal_embedding_std
                                                if c.temporal_embedding_std else torch.zeros(shape))
-        self.sort = SortTransformer(clip_lib.embed_dim(self.clip), c.windows, c.sort_depth, c.sort_heads,
-                                    c.num_frames if c.sort_frame_embedding else None)
+        self.sort = SortTransformer(clip_lib.embed_dim(self.clip), c.windows, c.sort_depth, c.sort_heads)
         self.grad_checkpointing = c.grad_checkpointing
 
     @property
@@ -272,7 +267,7 @@ class TVTS(CLIPVideoModel):
         order = torch.stack([torch.randperm(k, generator=generator) for _ in range(b)]).to(videos.device)
         shuffled = text.detach().gather(1, repeat(order, "b k -> b k e", e=text.shape[-1]))
         seen = video if self.config.sort_input == "tokens" else video[:, :1]
-        return {"video": video[:, 0], "text": text.mean(1), "sort_logits": self.sort(seen, shuffled, videos.shape[1]),
+        return {"video": video[:, 0], "text": text.mean(1), "sort_logits": self.sort(seen, shuffled),
                 "sort_target": order}
 
 
@@ -283,16 +278,23 @@ class TVTSModule(VideoModule):
     Logs ``train/loss``, ``train/contrastive``, ``train/sort``, ``train/sort_acc`` (texts put in their
     window) and in validation ``val/loss``, ``val/sort_acc`` and ``val/sort_exact`` (videos whose K
     texts all land in their windows; chance 1/K!). The v2 recipe is the default: AdamW, weight decay
-    0.05, CLIP weights at 1e-7 and the new modules at 1e-4, x0.1 after epochs 6 and 8. ``init_from``: a
-    TVTS checkpoint (zoo name, official ``.pth`` via the zoo, or a videolm checkpoint) to start from.
+    0.05, CLIP weights at 1e-7 and the new modules at 1e-4, x0.1 after epochs 6 and 8 (``optim.lr`` is
+    the CLIP rate, :meth:`is_new` modules train at ``lr x new_lr_scale``). ``init_from``: a TVTS
+    checkpoint (zoo name, official ``.pth`` via the zoo, or a videolm checkpoint) to start from.
+    ``clip_frozen_steps``: the image tower's pretrained CLIP weights (not its temporal modules) take no
+    update for the first N optimiser steps, then train at the CLIP rate of the schedule (0: from the
+    start, as v2).
     """
 
     method = "tvts"
 
     def __init__(self, config: TVTSConfig | str | None = None,
                  optim: Optim = Optim(lr=1e-7, new_lr_scale=1000.0, weight_decay=0.05, schedule="step", milestones=(6, 8)),
-                 init_from: str | None = None):
+                 init_from: str | None = None, clip_frozen_steps: int = 0):
         super().__init__()
+        if clip_frozen_steps < 0:
+            raise ValueError(f"clip_frozen_steps must be >= 0, got {clip_frozen_steps}")
+        self.clip_frozen_steps = clip_frozen_steps
         if init_from is not None:
             from videolm.models import load_model
 
@@ -300,10 +302,20 @@ class TVTSModule(VideoModule):
         else:
             self.model = TVTS(config)
         self.optim = as_config(Optim, optim)
-        self.save_config(config=self.model.config, optim=self.optim, init_from=None)
+        self.save_config(config=self.model.config, optim=self.optim, init_from=None,
+                         clip_frozen_steps=clip_frozen_steps)
 
     def is_new(self, name: str) -> bool:
         return name.startswith("model.") and self.model.is_new(name[len("model."):])
+
+    def frozen_clip_parameters(self) -> list[nn.Parameter]:
+        """The image tower's pretrained CLIP weights (what ``clip_frozen_steps`` holds still)."""
+        return [p for n, p in self.named_parameters() if n.startswith("model.clip.visual.") and not self.is_new(n)]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.trainer.global_step < self.clip_frozen_steps:
+            for p in self.frozen_clip_parameters():
+                p.grad = None  # AdamW skips a parameter without a gradient: no step, no weight decay
 
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
         return self.model.encode_video(videos)
