@@ -215,7 +215,7 @@ def test_sort_reads_the_frame_order_only_through_the_tower():
     sort = TVTS({"preset": "tiny", "mask_ratio": 0.0}).eval().sort
     assert not hasattr(sort, "frame_embed")
     video, texts = torch.randn(2, 1 + 4 * 3, 32), torch.randn(2, 4, 32)
-    sort = type(sort)(32, heads=2).eval()
+    sort = type(sort)(32, num_heads=2).eval()
     flipped = torch.cat([video[:, :1], video[:, 1:].view(2, 4, 3, -1).flip(1).flatten(1, 2)], dim=1)
     with torch.no_grad():
         torch.testing.assert_close(sort(video, texts), sort(flipped, texts), atol=1e-5, rtol=1e-5)

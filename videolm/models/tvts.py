@@ -146,12 +146,10 @@ class SortTransformer(nn.Module):
     """2 pre-LN blocks over video tokens ``(B, N, E)`` + texts ``(B, K, E)`` with a video/text type
     embedding; ``forward`` -> ``(B, K, K)`` window logits of each text."""
 
-    def __init__(self, dim: int, windows: int = 4, depth: int = 2, heads: int = 8):
+    def __init__(self, dim: int, windows: int = 4, depth: int = 2, num_heads: int = 8):
         super().__init__()
         self.type_embed = nn.Parameter(torch.zeros(1, 2, dim))
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
-        for block in self.blocks:
-            block.ln_1.eps = block.ln_2.eps = 1e-6
+        self.blocks = nn.ModuleList(Block(dim, num_heads, norm_eps=1e-6) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, windows)
 
