@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from videolm.backbones import clip as clip_lib
 from videolm.backbones.clip import TINY_CLIP_CONFIG, adopt, create_clip, vision_blocks
 from videolm.nn.temporal import TemporalAttention
 from videolm.nn.tome import (
@@ -153,7 +154,7 @@ def test_apply_tome_adopts_a_plain_open_clip_model_and_its_tower():
         model.visual.output_tokens = True
         with torch.no_grad():
             ref_pooled, ref_tokens = model.visual(images)
-            state = apply_tome(model if target == "model" else model.visual, 0)
+            state = clip_lib.apply_tome(model if target == "model" else model.visual, 0)
             assert all(isinstance(b, Block) for b in model.visual.transformer.resblocks)
             pooled, tokens = model.visual(images)
             torch.testing.assert_close(pooled, ref_pooled, rtol=0, atol=1e-5)
@@ -162,7 +163,7 @@ def test_apply_tome_adopts_a_plain_open_clip_model_and_its_tower():
             pooled, tokens = model.visual(images)
         assert tokens.shape == (2, 37 - 12 - 1, 64) and state.size.shape == (2, 37 - 12, 1)
         assert not torch.allclose(pooled, ref_pooled)
-        remove_tome(model if target == "model" else model.visual)
+        remove_tome(vision_blocks(model if target == "model" else model.visual))
 
 
 def test_apply_tome_reduces_tokens_and_traces_sources():

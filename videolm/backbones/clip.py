@@ -135,6 +135,15 @@ def vision_blocks(clip: open_clip.CLIP | nn.Module) -> nn.ModuleList:
     return adopt_blocks(tower.transformer)
 
 
+def apply_tome(clip: open_clip.CLIP | nn.Module, r, **kwargs):
+    """Token merging (:func:`videolm.nn.tome.apply_tome`, ``kwargs`` to it) on an open_clip CLIP or its
+    image tower, also a plain one from ``open_clip.create_model``: its blocks are adopted in place first
+    (:func:`vision_blocks`). Undo with ``state.remove()``."""
+    from videolm.nn.tome import apply_tome as merge_blocks
+
+    return merge_blocks(vision_blocks(clip), r, **kwargs)
+
+
 def text_blocks(clip: open_clip.CLIP) -> nn.ModuleList:
     return clip.transformer.resblocks
 

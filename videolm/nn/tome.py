@@ -157,16 +157,11 @@ class TokenMerge:
 
 def _blocks(model) -> list[Block]:
     blocks = getattr(model, "vision_blocks", model)
-    if isinstance(blocks, nn.Module) and not isinstance(blocks, (nn.ModuleList, Block)):
-        # a plain open_clip CLIP or image tower: backbones.clip, the one module that knows open_clip's
-        # internals, swaps its blocks for Blocks with their weights (as create_clip does)
-        from videolm.backbones.clip import vision_blocks
-
-        blocks = vision_blocks(blocks)
     blocks = list(blocks) if isinstance(blocks, (list, tuple, nn.ModuleList)) else []
     if not blocks or not all(isinstance(b, Block) for b in blocks):
         raise TypeError(f"{type(model).__name__}: token merging needs videolm.nn.transformer.Block blocks "
-                        "(a sequence of them, a model with `vision_blocks`, or an open_clip CLIP or image tower)")
+                        "(a sequence of them or a model with `vision_blocks`; a plain open_clip CLIP or image "
+                        "tower: videolm.backbones.clip.apply_tome)")
     return blocks
 
 
@@ -180,9 +175,9 @@ def apply_tome(
 ) -> ToMeState:
     """Make the blocks of ``model`` merge ``r`` tokens each; returns the merging state.
 
-    ``model`` is a sequence of :class:`~videolm.nn.transformer.Block`, has ``vision_blocks`` (X-CLIP,
-    SimVLG), or is an ``open_clip.CLIP`` or its ``visual`` tower (one from ``open_clip.create_model``
-    has its blocks swapped, in place, for ``Block`` s with the same weights). The first block
+    ``model`` is a sequence of :class:`~videolm.nn.transformer.Block` or has ``vision_blocks`` (X-CLIP,
+    SimVLG); a plain ``open_clip.CLIP`` or tower goes through :func:`videolm.backbones.clip.apply_tome`,
+    which adopts its blocks first (nn knows no foreign model). The first block
     starts a new forward. After a forward, ``state.size`` holds the token sizes and, with
     ``trace_source``, ``state.source`` which input tokens each output token merges. With r = 0 the
     outputs are exactly the unpatched ones. Undo with ``state.remove()`` or :func:`remove_tome`.
