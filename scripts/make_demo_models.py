@@ -450,6 +450,7 @@ def make_translator(args) -> None:
 
     from videolm.convert.gfslt import save_gfslt
     from videolm.data.datasets import collate
+    from videolm.data.sign_datamodule import SIGN_PADDING
     from videolm.data.synthetic import generate_corpus
     from videolm.data.tokenizer import train_tokenizer
     from videolm.models.common import Optim
@@ -480,7 +481,7 @@ def make_translator(args) -> None:
         print(f"stage 0 ({time.time() - start:.0f} s): held-out frame glyph accuracy {stage0.accuracy(held_out):.3f}",
               flush=True)
     loader = torch.utils.data.DataLoader(RenderedSigns(args.steps * args.batch_size, seed=args.seed),
-                                         batch_size=args.batch_size, collate_fn=partial(collate, context=8, multiple=4))
+                                         batch_size=args.batch_size, collate_fn=partial(collate, **SIGN_PADDING))
     trainer = one_pass(args.log_every)
     trainer.fit(module, loader)
     print(f"trained {args.glyph_steps} + {trainer.global_step} steps in {time.time() - start:.0f} s wall, "

@@ -184,9 +184,10 @@ class Translator(Pipeline):
 
     def frames(self, path: str | Path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
         from videolm.data.datasets import collate
+        from videolm.data.sign_datamodule import SIGN_PADDING
 
         clip, meta = super().frames(path, Sampling(max_frames=self.spec.max_frames))  # every frame
-        return collate([{"video": clip}], context=8, multiple=4)["video"][0], meta  # SignDataModule's padding
+        return collate([{"video": clip}], **SIGN_PADDING)["video"][0], meta  # padded as in training
 
     def predict(self, videos: torch.Tensor, meta: list[dict], num_beams: int | None = None,
                 max_new_tokens: int = 150) -> list[dict]:

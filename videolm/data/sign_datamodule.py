@@ -30,6 +30,7 @@ from videolm.data.transforms import VideoTransform
 # GFSLT-VLP's frames: every one up to 300, resized to a 256 square, a 224 crop, ImageNet statistics
 SIGN_INPUT = VideoInput(num_frames=None, max_frames=300, image_size=224, resize=256, resize_mode="squash",
                         mean="imagenet")
+SIGN_PADDING = {"context": 8, "multiple": 4}  # GFSLT's collate: 8 copies of the end frames, length a multiple of 4
 
 
 def sign_transform(size: int = 224, resize: int = 256, train: bool = False, mean: str = "imagenet",
@@ -90,7 +91,8 @@ class SignDataModule(ClipDataModule):
     def __init__(self, root: str, frames_root: str | None = None, train_split: str = "train",
                  val_split: str = "dev", test_split: str = "test", max_frames: int | None = None,
                  image_size: int | None = None, resize: int | None = None, mean: str | None = None, rotate: float = 30.0,
-                 translate: int = 10, context: int = 8, multiple: int = 4, batch_size: int = 8,
+                 translate: int = 10, context: int = SIGN_PADDING["context"],
+                 multiple: int = SIGN_PADDING["multiple"], batch_size: int = 8,
                  num_workers: int = 2, backend: str = "auto", on_error: str = "replace"):
         super().__init__()
         self.save_hyperparameters()

@@ -8,7 +8,7 @@ transforms frames by it, and the data modules take their defaults from the model
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from videolm.data.transforms import MEAN_STD, RESIZE_MODES, VideoTransform
 
@@ -35,9 +35,6 @@ class VideoInput:
         go to :class:`VideoTransform` (training crops and flips)."""
         return VideoTransform(self.image_size, train=train, mean=self.mean, resize_size=self.resize,
                               resize_mode=self.resize_mode, **kwargs)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def model_input(trainer) -> VideoInput | None:
