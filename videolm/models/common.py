@@ -34,7 +34,8 @@ C = TypeVar("C")
 def as_config(cls: type[C], value: C | dict | str | None, presets: dict[str, dict] | None = None) -> C:
     """``cls`` from an instance (copied: a default instance in a signature is never shared), a dict of its
     fields (``{"preset": name, ...}`` starts from a preset), a preset name, or ``None`` (the defaults).
-    Unknown fields are an error naming them."""
+    Unknown fields are an error naming them; a field's former name (``cls.RENAMED``: old -> new) is read as
+    the new one, so checkpoints and folders written before a rename still load."""
     if isinstance(value, cls):
         return dataclasses.replace(value)
     presets = presets or getattr(cls, "PRESETS", {})
@@ -45,6 +46,9 @@ def as_config(cls: type[C], value: C | dict | str | None, presets: dict[str, dic
     if not isinstance(value, dict):
         raise TypeError(f"{cls.__name__}: expected a {cls.__name__}, a dict or a preset name, got {type(value).__name__}")
     value = dict(value)
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old in value:
+            value.setdefault(new, value.pop(old))
     fields = {f.name for f in dataclasses.fields(cls)}
     base: dict = {}
     preset = value.pop("preset", None)

@@ -40,7 +40,7 @@ class SimVLGConfig:
     ``llm``: a transformers causal-LM folder (model + tokenizer with BOS, EOS and PAD tokens).
     ``clip``, ``pretrained``, ``clip_config``: the open_clip tower (``create_clip``; ``clip``
     may be the zoo name of an open_clip tower, e.g. the bundled ``clip-tiny``); only ``visual`` is kept.
-    ``connector_dim``, ``connector_depth``, ``connector_heads``: the connector (dim: the tower's width).
+    ``connector_dim``, ``connector_depth``, ``connector_num_heads``: the connector (dim: the tower's width).
     ``r``, ``r_mode``: tokens merged per connector layer, ``constant`` / ``decreasing`` or a per-layer
     list. ``vision_r``: tokens merged per block inside the frozen tower (0: none).
     ``temporal_r``: frames merged away at each spatial position before the connector (video only).
@@ -54,7 +54,7 @@ class SimVLGConfig:
     clip_config: dict[str, Any] | str | None = None
     connector_dim: int | None = None
     connector_depth: int = 12
-    connector_heads: int | None = None
+    connector_num_heads: int | None = None
     r: int | list[int] = 19
     r_mode: str = "constant"
     vision_r: int = 0
@@ -65,6 +65,7 @@ class SimVLGConfig:
     freeze_llm: bool = True
     freeze_vision: bool = True
 
+    RENAMED: ClassVar[dict[str, str]] = {"connector_heads": "connector_num_heads"}
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # the quick start (configs/simvlg/quickstart.yaml): tiny random tower, 8 frames x 17 tokens = 136
         # -> temporal merging to 4 slots (68) -> 4 connector layers merging 6 each -> 44 tokens
@@ -100,7 +101,7 @@ class SimVLG(nn.Module):
         if config.vision_r:
             apply_tome(self.vision_blocks, config.vision_r)
         dim = config.connector_dim or width
-        heads = config.connector_heads or max(dim // 64, 1)
+        heads = config.connector_num_heads or max(dim // 64, 1)
         self.temporal_r = config.temporal_r
         self.num_frames = config.num_frames
         self.visual_proj = nn.Linear(width, dim)
