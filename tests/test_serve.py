@@ -499,3 +499,29 @@ def test_demo_page_in_a_headless_browser(server, media, expected, tmp_path):
         assert (tmp_path / "demo.png").stat().st_size > 1000
     finally:
         driver.quit()
+
+
+def test_text_pieces_join_to_each_rows_final_text():
+    """The batched streamer: per-row pieces, a detokeniser that drops the space before a comma, rows that
+    end at different steps, token counts."""
+    import torch
+
+    from videolm.infer import TextPieces
+
+    vocab = {1: "a", 2: "red", 3: ",", 4: "circle", 5: "</s>"}
+
+    class Tokenizer:
+        def decode(self, ids, skip_special_tokens=True):
+            return " ".join(vocab[i] for i in ids if i != 5).replace(" ,", ",")
+
+    got = {0: [], 1: []}
+    streamer = TextPieces(Tokenizer(), lambda row, piece: got[row].append(piece))
+    streamer.begin([3, 4], eos_token_id=5)
+    streamer.put(torch.zeros(2, 0, dtype=torch.long))  # the (empty) prompt
+    for step in ([1, 4], [2, 5], [3, 0], [4, 0], [5, 0]):
+        streamer.put(torch.tensor(step))
+    finals = ["a red, circle", "circle"]
+    assert streamer.finish(finals) and ["".join(got[row]) for row in (0, 1)] == finals
+    assert len(got[0]) >= 2  # it streamed before the end
+    assert streamer.completion_tokens == [5, 2] and streamer.ended == [True, True]
+    assert streamer.prompt_tokens == [3, 4]

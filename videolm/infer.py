@@ -144,8 +144,8 @@ class GenerationCancelled(Exception):
 class TextPieces:
     """A transformers streamer for batched generation that hands each row's text on as it grows:
     ``on_piece(row, piece)``, pieces that join to the row's final (stripped) text once :meth:`finish`
-    has been given the decoded results. A word is held back until the next one starts (or the row
-    ends), so that detokenisation never has to take back text already sent.
+    has been given the decoded results. A word (with the space before it) is held back until the next
+    one starts (or the row ends), so that detokenisation never has to take back text already sent.
 
     It counts each row's prompt positions (``prompt_tokens``, from ``begin``) and generated tokens up
     to and including its end token (``completion_tokens``), and whether the row ended (``ended``; else
@@ -185,7 +185,8 @@ class TextPieces:
             text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True).strip()
             if "\ufffd" in text:  # a character split across tokens
                 continue
-            self._send(row, text[: text.rfind(" ") + 1])  # up to the word being written
+            cut = text.rfind(" ")  # up to the word being written, whose space goes with it: a detokeniser
+            self._send(row, text[:cut] if cut > 0 else "")  # that drops a space before punctuation takes nothing back
 
     def _send(self, row: int, visible: str) -> None:
         if len(visible) > len(self.sent[row]) and visible.startswith(self.sent[row]):
@@ -270,9 +271,7 @@ class Captioner(Pipeline):
 
         try:
             clip, meta = self.frames(path, sampling)
-        except VideoDecodeError:
-            raise
-        except (OSError, IndexError, ValueError) as e:
+        except (OSError, IndexError, ValueError) as e:  # as Pipeline.stream reports a file that fails
             raise VideoDecodeError(path, str(e)) from None
         pieces: queue.Queue = queue.Queue()
         gone = threading.Event()
