@@ -1,10 +1,11 @@
 """Throughput and latency of ``videolm serve`` with batching off and on, side by side.
 
-Starts ``videolm serve`` twice (``--max-batch-size 1``, then ``--max-batch-size N``) as a subprocess on a
-free loopback port, and for each number of concurrent clients sends the same requests (the colour
+Starts ``videolm serve`` twice (``--max-batch-size 1`` and ``--max-batch-size N``), each a subprocess on a
+free loopback port, and for each number of concurrent clients sends both the same requests (the colour
 question of a synthetic video, ``file://`` URLs, a different video each time) from client threads that
-each wait for their answer before sending the next. Prints requests per second and p50 / p95 latency
-per client count, and checks that both servers gave the same answers.
+each wait for their answer before sending the next; the rows of the two servers interleave, over
+``--rounds`` rounds, and the medians are shown. Prints requests per second, p50 / p95 latency and the
+server's CPU time per request, and checks that every row gave the same answers.
 
     python scripts/bench_serve.py                       # the bundled captioner on the CPU
     python scripts/bench_serve.py --device cuda --requests 128 --json bench.json
@@ -80,6 +81,11 @@ class Server:
                     raise RuntimeError("the server did not start in 300 s") from None
                 time.sleep(0.3)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (user + system, all its threads)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         self.process.terminate()
         try:
@@ -91,7 +97,7 @@ class Server:
 def median_row(rows: list[dict]) -> dict:
     """The median of each figure over the rounds of one row."""
     return {"clients": rows[0]["clients"], **{k: statistics.median(r[k] for r in rows)
-                                               for k in ("rps", "p50_ms", "p95_ms")}}
+                                               for k in ("rps", "p50_ms", "p95_ms", "cpu_ms")}}
 
 
 def _batch_sizes(port: int) -> dict:
@@ -146,7 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=64, help="requests per row (default 64)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of all rows, interleaved (default 3; medians shown)")
     p.add_argument("--batch", type=int, default=16, help="--max-batch-size with batching on (default 16)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--batch-wait-ms", type=float, default=10.0)
     p.add_argument("--videos", type=int, default=32, help="synthetic videos the requests cycle through")
     p.add_argument("--data", default=None, help="a synthetic corpus folder (default: generated in a temp folder)")
     p.add_argument("--json", default=None, help="also write the results here")
@@ -176,20 +182,22 @@ def main(argv=None) -> int:
             for label, batch in modes:  # both up at once (idle when not measured): rows interleave
                 servers[label] = Server(a, Path(data), batch)
             for server in servers.values():
-                run_load(server.port, requests[: max(clients)], max(clients))  # warm-up
+                run_load(server.port, requests[: max(4, max(clients))], max(clients))  # warm-up
             rows: dict = {(label, c): [] for label, _ in modes for c in clients}
             for round_ in range(a.rounds):
                 for c in clients:
                     for label, batch in modes:
                         port = servers[label].port
-                        before = _batch_sizes(port)
+                        before, cpu = _batch_sizes(port), servers[label].cpu_seconds()
                         row = run_load(port, requests, c)
+                        row["cpu_ms"] = 1000 * (servers[label].cpu_seconds() - cpu) / len(requests)
                         after = _batch_sizes(port)
                         row["batch_sizes"] = {n: after[n] - before.get(n, 0) for n in sorted(after, key=int)
                                               if after[n] - before.get(n, 0)}
                         rows[label, c].append(row)
                         print(f"  round {round_ + 1}, batching {label:>3} ({batch:>2}), {c:>2} clients: "
-                              f"{row['rps']:6.2f} req/s, p50 {row['p50_ms']:6.0f} ms, p95 {row['p95_ms']:6.0f} ms; "
+                              f"{row['rps']:6.2f} req/s, p50 {row['p50_ms']:6.0f} ms, p95 {row['p95_ms']:6.0f} ms, "
+                              f"server CPU {row['cpu_ms']:5.1f} ms/request; "
                               f"batches (size: count) {row['batch_sizes']}", flush=True)
         finally:
             for server in servers.values():
@@ -205,11 +213,13 @@ def main(argv=None) -> int:
     device = a.device or "default device"
     print(f"\n{'/'.join(a.model or ['pllava-tiny'])} on {device}; {a.requests} requests per row, median of "
           f"{a.rounds} interleaved rounds; batching on = --max-batch-size {a.batch}:\n")
-    print("| clients | off: req/s | off: p50 ms | off: p95 ms | on: req/s | on: p50 ms | on: p95 ms | on / off |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| clients | off: req/s | off: p50 ms | off: p95 ms | off: CPU ms/req | on: req/s | on: p50 ms | on: p95 ms "
+          "| on: CPU ms/req | on / off |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for off, on in zip(results["off"], results["on"]):
-        print(f"| {off['clients']} | {off['rps']:.2f} | {off['p50_ms']:.0f} | {off['p95_ms']:.0f} | {on['rps']:.2f} | "
-              f"{on['p50_ms']:.0f} | {on['p95_ms']:.0f} | {on['rps'] / off['rps']:.2f}x |")
+        print(f"| {off['clients']} | {off['rps']:.2f} | {off['p50_ms']:.0f} | {off['p95_ms']:.0f} | {off['cpu_ms']:.1f} | "
+              f"{on['rps']:.2f} | {on['p50_ms']:.0f} | {on['p95_ms']:.0f} | {on['cpu_ms']:.1f} | "
+              f"{on['rps'] / off['rps']:.2f}x |")
     one, on, off = results["off"][0]["rps"], results["on"][-1]["rps"], results["off"][-1]["rps"]
     print(f"\n{max(clients)} clients with batching: {on / one:.2f}x the throughput of one client served one "
           f"request at a time ({one:.2f} req/s), {on / off:.2f}x that of {max(clients)} clients with batching off "

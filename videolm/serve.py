@@ -29,9 +29,10 @@ fetched or decoded (the message names the part, e.g. ``messages[0].content[1].vi
 model failure. The server keeps serving after each.
 
 Batching: media are fetched and decoded in a pool of worker threads; each model has one worker thread
-that takes the requests waiting for it (those that arrived together, up to ``--max-batch-size``, after
-waiting at most ``--batch-wait-ms`` for more) with the same generation settings and clip length, and
-runs the pipeline's ``predict`` on them as one batch; each request's tokens stream to its own client.
+that takes the requests waiting for it (those that arrived together, up to ``--max-batch-size``; while
+more are still being decoded it waits for them, at most ``--batch-wait-ms``) with the same generation
+settings and clip length, and runs the pipeline's ``predict`` on them as one batch; each request's
+tokens stream to its own client.
 A client that goes away has its request dropped (a batch whose clients have all gone stops generating).
 """
 
@@ -84,7 +85,7 @@ class ServeConfig:
     allowed_local_media_path: str | None = None
     allow_private_media_urls: bool = False  # fetch http(s) media from loopback / private addresses
     max_batch_size: int = 8
-    batch_wait_ms: float = 5.0
+    batch_wait_ms: float = 10.0
     decode_workers: int = 4
     max_frames: int = 64  # ceiling on the frames one request may ask for
     max_new_tokens: int = 32  # when a request gives no max_tokens (videolm ask's default)
@@ -135,20 +136,30 @@ class Job:
 
 
 class Batcher:
-    """The worker thread of one model: takes waiting jobs with the same key, up to ``max_batch_size``
-    (waiting at most ``wait_s`` for more when fewer are there), and runs them as one batch."""
+    """The worker thread of one model: takes waiting jobs with the same key, up to ``max_batch_size``,
+    and runs them as one batch. While requests for the model are still being decoded (``incoming``)
+    and the batch is not full, it waits for them, at most ``wait_s``; a lone request runs at once."""
 
     def __init__(self, served: "ServedModel", max_batch_size: int, wait_s: float):
         self.served, self.max_batch_size, self.wait_s = served, max(1, int(max_batch_size)), max(0.0, wait_s)
         self.pending: deque[Job] = deque()
         self.cond = threading.Condition()
         self.closed = False
+        self.incoming = 0  # requests being fetched and decoded for this model
         self.thread = threading.Thread(target=self._loop, name=f"videolm-model-{served.name}", daemon=True)
         self.thread.start()
 
-    def submit(self, job: Job) -> None:
+    def expect(self, count: int = 1) -> None:
+        """``count`` more requests are being decoded for this model (negative: done or failed)."""
+        with self.cond:
+            self.incoming += count
+            self.cond.notify_all()
+
+    def submit(self, job: Job, expected: bool = False) -> None:
+        """Queue ``job``; ``expected``: it was announced by :meth:`expect`."""
         with self.cond:
             self.pending.append(job)
+            self.incoming -= int(expected)
             self.cond.notify_all()
 
     def close(self) -> None:
@@ -173,7 +184,7 @@ class Batcher:
             key = self.pending[0].key
             if self.wait_s and self.max_batch_size > 1:
                 deadline = time.monotonic() + self.wait_s
-                while len(self._compatible(key)) < self.max_batch_size and not self.closed:
+                while len(self._compatible(key)) < self.max_batch_size and self.incoming > 0 and not self.closed:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -229,6 +240,12 @@ class ServedModel:
                 "root": self.source or self.name, "parent": None, "max_model_len": None, "permission": [],
                 "task": self.task, "endpoints": self.endpoints, "num_frames": self.pipe.sampling.num_frames,
                 "answers_questions": self.answers_questions}
+
+    def snapshot(self) -> dict:
+        """The counters, copied under the lock (the worker thread updates them)."""
+        with self.lock:
+            return {"task": self.task, "queued": self.batcher.queued, **self.stats,
+                    "batch_sizes": dict(self.stats["batch_sizes"])}
 
     def run_batch(self, batch: list[Job]) -> None:
         import torch
@@ -601,7 +618,6 @@ class ChatRequest:
     stop: list[str]
     stream: bool
     include_usage: bool
-    extra: dict = field(default_factory=dict)
 
 
 def parse_chat(body: dict, served: ServedModel, config: ServeConfig) -> ChatRequest:
@@ -789,8 +805,7 @@ def create_app(models: "list[ServedModel] | list[tuple[str, Pipeline]]", config:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": {m.name: {"task": m.task, "queued": m.batcher.queued, **m.stats}
-                                           for m in served}}
+        return {"status": "ok", "models": {m.name: m.snapshot() for m in served}}
 
     @app.get("/v1/models")
     async def list_models(request: Request):
@@ -810,9 +825,14 @@ def create_app(models: "list[ServedModel] | list[tuple[str, Pipeline]]", config:
         body = await read_json(request, config.max_request_bytes)
         m = model_of(body)
         req = parse_chat(body, m, config)
-        clip, meta = await decode(m, req.media, req.sampling)
+        m.batcher.expect(1)
+        try:
+            clip, meta = await decode(m, req.media, req.sampling)
+        except BaseException:
+            m.batcher.expect(-1)
+            raise
         job = Job("chat", clip, meta, req.question, req.max_new_tokens, req.temperature, req.top_p, req.seed)
-        m.batcher.submit(job)
+        m.batcher.submit(job, expected=True)
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def usage(result: dict) -> dict:
@@ -895,14 +915,20 @@ def create_app(models: "list[ServedModel] | list[tuple[str, Pipeline]]", config:
         if not media:
             raise APIError(400, "no video to embed", "input")
         sampling = parse_sampling(body, m.embedder, config)
-        clips = await asyncio.gather(*(decode(m, x, sampling, pipe=m.embedder) for x in media),
-                                     return_exceptions=True)
-        for c in clips:
-            if isinstance(c, BaseException):
-                raise c
+        m.batcher.expect(len(media))
+        try:
+            clips = await asyncio.gather(*(decode(m, x, sampling, pipe=m.embedder) for x in media),
+                                         return_exceptions=True)
+        except BaseException:
+            m.batcher.expect(-len(media))
+            raise
+        failed = next((c for c in clips if isinstance(c, BaseException)), None)
+        if failed is not None:
+            m.batcher.expect(-len(media))
+            raise failed
         jobs = [Job("embed", clip, meta) for clip, meta in clips]
         for job in jobs:
-            m.batcher.submit(job)
+            m.batcher.submit(job, expected=True)
         results = await asyncio.gather(*(outcome(j) for j in jobs))
         data = []
         for k, r in enumerate(results):
@@ -1031,7 +1057,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
                    help="clips one model call takes (1: one request at a time)")
     p.add_argument("--batch-wait-ms", type=float, default=d.batch_wait_ms,
-                   help="how long a batch waits for more requests before it runs")
+                   help="how long a batch that is not full waits for requests still being decoded")
     p.add_argument("--decode-workers", type=int, default=d.decode_workers, help="threads fetching and decoding media")
     p.add_argument("--max-frames", type=int, default=d.max_frames, help="most frames one request may sample")
     p.add_argument("--frames", type=int, default=None, help="frames sampled per clip by default (default: the model's)")
