@@ -282,14 +282,46 @@ def _add_ask(sub) -> None:
     _infer_args(p, "zoo name, model folder or .ckpt (default: the built-in tiny captioner)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--state-times", action="store_true", help="say in the prompt when each frame was taken")
+    p.add_argument("--stream", action="store_true", help="print each answer as it is generated (not with --json/--output)")
 
     def run(a):
         if len(a.items) < 2:
             p.error("give at least one video and a question")
+        if a.stream:
+            if a.json or a.output:
+                p.error("--stream prints text: not with --json or --output")
+            return _stream_answers(a, a.items[:-1], a.items[-1])
         return _run_pipeline(a, {"state_times": a.state_times}, a.items[:-1], _show_text, question=a.items[-1],
                              max_new_tokens=a.max_new_tokens)
 
     p.set_defaults(func=run)
+
+
+def _stream_answers(a, inputs: list[str], question: str) -> int:
+    """``videolm ask --stream``: each video's answer printed piece by piece as it is generated (the same
+    lines as without ``--stream``); 1 when any video failed."""
+    from videolm.infer import Sampling, expand_inputs, load
+    from videolm.io.errors import VideoDecodeError
+
+    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, state_times=a.state_times)
+    if not hasattr(pipe, "ask"):
+        raise ValueError(f"{a.model}: a {type(pipe).__name__.lower()} model does not answer questions")
+    sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
+                        max_frames=a.max_frames, start=a.start, end=a.end)
+    failed = 0
+    for path in expand_inputs(inputs):
+        pieces = pipe.ask(path, question, max_new_tokens=a.max_new_tokens, stream=True, sampling=sampling)
+        try:
+            first = next(pieces, "")
+        except VideoDecodeError as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        print(f"{path}: {first}", end="", flush=True)
+        for piece in pieces:
+            print(piece, end="", flush=True)
+        print(flush=True)
+    return int(bool(failed))
 
 
 def _add_translate(sub) -> None:
@@ -528,6 +560,24 @@ def _add_embed(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API, with a demo page "
+                                     '(pip install "videolm[serve]")',
+                       description="OpenAI-compatible server (vLLM's conventions): /v1/chat/completions with "
+                       "video_url / image_url parts and streaming, /v1/embeddings, /v1/models, /health, and a demo "
+                       "page at /. Requests that arrive together are batched.")
+
+    def run(a):
+        from videolm.serve import run as serve
+
+        return serve(a)
+
+    from videolm.serve import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videolm",
@@ -539,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on an error, print its full traceback instead of one line (any command)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_quickstart, _add_classify, _add_caption, _add_ask, _add_translate, _add_embed,
-                _add_zoo):
+                _add_serve, _add_zoo):
         add(sub)
     return parser
 

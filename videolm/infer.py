@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import json
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -33,7 +34,7 @@ from videolm.io.errors import VideoDecodeError
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
 DEFAULT_TRANSLATOR = "gfslt-tiny"  # zoo card of videolm/assets/gfslt_tiny
 __all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "DEFAULT_TRANSLATOR", "PIPELINES", "Captioner", "Classifier", "Embedder",
-           "Sampling", "Translator", "load", "run_batch"]
+           "GenerationCancelled", "Sampling", "TextPieces", "Translator", "load", "run_batch"]
 
 
 @dataclass
@@ -60,17 +61,25 @@ class Pipeline:
         self.sampling = Sampling(num_frames=spec.num_frames)
         self.transform = spec.transform()
 
-    def frames(self, path: str | Path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
-        """The sampled, normalised frames of one video ``(T, C, H, W)`` and their metadata:
-        ``{"timestamps": (T,) seconds, "duration": seconds, "fps"}``."""
+    def sample(self, source, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
+        """The sampled frames of one video as decoded, uint8 ``(T, H, W, 3)``, and their metadata:
+        ``{"timestamps": (T,) seconds, "duration": seconds, "fps"}``. ``source``: a path, the bytes of a
+        video file, or an open reader (anything with ``info`` and ``get_frames``, e.g. a
+        :class:`videolm.io.VideoReader`; the caller closes it)."""
         s = sampling or self.sampling
-        with VideoReader(path, backend=self.backend) as reader:
+        opened = hasattr(source, "get_frames")
+        with nullcontext(source) if opened else VideoReader(source, backend=self.backend) as reader:
             info = reader.info
             count = None if s.fps else s.num_frames
             idx = sample_indices(info, num_frames=count, fps=s.fps, min_frames=s.min_frames,
                                  max_frames=s.max_frames, start=s.start, end=s.end, mode="segment")
             frames = reader.get_frames(idx.tolist())
-        meta = {"timestamps": timestamps(idx, info.fps), "duration": info.duration, "fps": info.fps}
+        return frames, {"timestamps": timestamps(idx, info.fps), "duration": info.duration, "fps": info.fps}
+
+    def frames(self, path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
+        """The sampled, normalised frames of one video ``(T, C, H, W)`` and their metadata (:meth:`sample`,
+        which says what ``path`` may be)."""
+        frames, meta = self.sample(path, sampling)
         return self.transform(frames), meta
 
     def predict(self, videos: torch.Tensor, meta: list[dict], **kwargs) -> list[dict]:
@@ -128,32 +137,169 @@ class Classifier(Pipeline):
         return _one_or_many(self, paths, lambda r: r)
 
 
+class GenerationCancelled(Exception):
+    """Raised by :class:`TextPieces` inside generation when every reader of its rows has gone."""
+
+
+class TextPieces:
+    """A transformers streamer for batched generation that hands each row's text on as it grows:
+    ``on_piece(row, piece)``, pieces that join to the row's final (stripped) text once :meth:`finish`
+    has been given the decoded results. A word (with the space before it) is held back until the next
+    one starts (or the row ends), so that detokenisation never has to take back text already sent.
+
+    It counts each row's prompt positions (``prompt_tokens``, from ``begin``) and generated tokens up
+    to and including its end token (``completion_tokens``), and whether the row ended (``ended``; else
+    it ran out of tokens). ``cancelled()`` true makes the next step raise :class:`GenerationCancelled`.
+    """
+
+    def __init__(self, tokenizer, on_piece: Callable[[int, str], None], cancelled: Callable[[], bool] | None = None):
+        self.tokenizer, self.on_piece, self.cancelled = tokenizer, on_piece, cancelled
+        self.prompt_tokens: list[int] = []
+        self.tokens: list[list[int]] = []
+        self.ended: list[bool] = []
+        self.sent: list[str] = []
+        self.eos = None
+
+    def begin(self, prompt_lengths: list[int], eos_token_id=None) -> None:
+        n = len(prompt_lengths)
+        self.prompt_tokens, self.eos = [int(x) for x in prompt_lengths], eos_token_id
+        self.tokens, self.ended, self.sent = [[] for _ in range(n)], [False] * n, [""] * n
+
+    def _is_end(self, token: int) -> bool:
+        return token in self.eos if isinstance(self.eos, (list, tuple, set)) else token == self.eos
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise GenerationCancelled()
+        if value.dim() > 1:  # the prompt (empty when generating from embeddings)
+            return
+        if not self.tokens:
+            self.begin([0] * value.shape[0])
+        for row, token in enumerate(value.tolist()):
+            if self.ended[row]:
+                continue
+            self.tokens[row].append(token)
+            if self._is_end(token):
+                self.ended[row] = True
+                continue
+            text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True).strip()
+            if "\ufffd" in text:  # a character split across tokens
+                continue
+            cut = text.rfind(" ")  # up to the word being written, whose space goes with it: a detokeniser
+            self._send(row, text[:cut] if cut > 0 else "")  # that drops a space before punctuation takes nothing back
+
+    def _send(self, row: int, visible: str) -> None:
+        if len(visible) > len(self.sent[row]) and visible.startswith(self.sent[row]):
+            piece, self.sent[row] = visible[len(self.sent[row]):], visible
+            self.on_piece(row, piece)
+
+    def end(self) -> None:
+        pass
+
+    def finish(self, texts: Sequence[str]) -> bool:
+        """Send what is left of each row's final text; False when a row's text differs from what was
+        already sent (it cannot be taken back)."""
+        if not self.tokens:
+            self.begin([0] * len(texts))
+        ok = True
+        for row, text in enumerate(texts):
+            ok &= text.startswith(self.sent[row])
+            self._send(row, text)
+        return ok
+
+    @property
+    def completion_tokens(self) -> list[int]:
+        return [len(t) for t in self.tokens]
+
+
 class Captioner(Pipeline):
     """Captions and answers of a video LLM (``model.generate_text``: PLLaVA, SimVLG). With
-    ``state_times`` the prompt says when each frame was taken (models that take ``timestamps``)."""
+    ``state_times`` the prompt says when each frame was taken (models that take ``timestamps``).
+    ``caption`` and ``ask`` with ``stream=True`` yield the text in pieces as it is generated."""
 
     def __init__(self, model, state_times: bool = False, **kwargs):
         super().__init__(model.eval(), model.input_spec, **kwargs)
         self.model.to(self.device)
         self.state_times = state_times
 
-    def predict(self, videos: torch.Tensor, meta: list[dict], question: str | None = None,
-                max_new_tokens: int = 32) -> list[dict]:
-        questions = None if question is None else [question] * len(videos)
+    @property
+    def answers_questions(self) -> bool:
+        """False for a model that only captions (SimVLG)."""
+        return getattr(self.model, "answers_questions", True)
+
+    def predict(self, videos: torch.Tensor, meta: list[dict], question: str | Sequence[str] | None = None,
+                max_new_tokens: int = 32, **generate) -> list[dict]:
+        """``question``: one for every video, or one per video; ``generate``: ``streamer``, ``temperature``,
+        ``top_p`` for ``model.generate_text`` (given only when set)."""
+        if question is None or isinstance(question, str):
+            questions = None if question is None else [question] * len(videos)
+        else:
+            questions = list(question)
         times = {}
         if self.state_times:
             times = {"timestamps": torch.stack([m["timestamps"] for m in meta]),
                      "durations": [m["duration"] for m in meta]}
-        texts = self.model.generate_text(videos, questions, max_new_tokens=max_new_tokens, **times)
+        generate = {k: v for k, v in generate.items() if v is not None}
+        texts = self.model.generate_text(videos, questions, max_new_tokens=max_new_tokens, **times, **generate)
         return [{"text": t} for t in texts]
 
-    def caption(self, paths, max_new_tokens: int = 32):
-        """The caption of one video (str) or of several (list; ``None`` where a file failed)."""
-        return _one_or_many(self, paths, lambda r: r["text"], max_new_tokens=max_new_tokens)
+    def caption(self, paths, max_new_tokens: int = 32, stream: bool = False, sampling: Sampling | None = None):
+        """The caption of one video (str) or of several (list; ``None`` where a file failed); with
+        ``stream`` (one video) an iterator of its pieces as they are generated."""
+        if stream:
+            return self._stream_text(paths, None, max_new_tokens, sampling)
+        return _one_or_many(self, paths, lambda r: r["text"], max_new_tokens=max_new_tokens, sampling=sampling)
 
-    def ask(self, paths, question: str, max_new_tokens: int = 32):
-        """The answer to ``question`` about one video (str) or several (list)."""
-        return _one_or_many(self, paths, lambda r: r["text"], question=question, max_new_tokens=max_new_tokens)
+    def ask(self, paths, question: str, max_new_tokens: int = 32, stream: bool = False,
+            sampling: Sampling | None = None):
+        """The answer to ``question`` about one video (str) or several (list); with ``stream`` (one
+        video) an iterator of the answer's pieces as they are generated, which join to the answer."""
+        if stream:
+            return self._stream_text(paths, question, max_new_tokens, sampling)
+        return _one_or_many(self, paths, lambda r: r["text"], question=question, max_new_tokens=max_new_tokens,
+                            sampling=sampling)
+
+    def _stream_text(self, path, question: str | None, max_new_tokens: int,
+                     sampling: Sampling | None) -> Iterator[str]:
+        if not isinstance(path, (str, Path)):
+            raise ValueError("stream=True takes one video")
+        return self._pieces(path, question, max_new_tokens, sampling)
+
+    def _pieces(self, path, question, max_new_tokens, sampling) -> Iterator[str]:
+        import queue
+        import threading
+
+        try:
+            clip, meta = self.frames(path, sampling)
+        except (OSError, IndexError, ValueError) as e:  # as Pipeline.stream reports a file that fails
+            raise VideoDecodeError(path, str(e)) from None
+        pieces: queue.Queue = queue.Queue()
+        gone = threading.Event()
+        streamer = TextPieces(self.model.tokenizer, lambda row, piece: pieces.put(piece), gone.is_set)
+        done = object()
+
+        def run():
+            try:
+                with torch.inference_mode():
+                    texts = self.predict(clip[None].to(self.device), [meta], question, max_new_tokens,
+                                         streamer=streamer)
+                streamer.finish([texts[0]["text"]])
+                pieces.put(done)
+            except GenerationCancelled:
+                pieces.put(done)
+            except BaseException as e:  # handed to the reader
+                pieces.put(e)
+
+        worker = threading.Thread(target=run, name="videolm-stream", daemon=True)
+        worker.start()
+        try:
+            while (item := pieces.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:  # the reader stopped early: generation stops at its next step
+            gone.set()
+            worker.join()
 
 
 class Embedder(Pipeline):

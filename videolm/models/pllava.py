@@ -175,11 +175,14 @@ class PLLaVA(nn.Module):
     @torch.no_grad()
     def generate_text(self, videos: torch.Tensor, questions: list[str] | None = None, max_new_tokens: int = 32,
                       num_beams: int = 1, timestamps: torch.Tensor | None = None,
-                      durations: list[float] | None = None) -> list[str]:
+                      durations: list[float] | None = None, streamer=None, temperature: float | None = None,
+                      top_p: float | None = None) -> list[str]:
         """Answers to ``questions`` (one per video; ``None``: captions, :data:`CAPTION_PROMPT`) about
-        ``videos`` ``(B, T, C, H, W)`` (normalised with CLIP's statistics), greedy by default. With
+        ``videos`` ``(B, T, C, H, W)`` (normalised with CLIP's statistics), greedy by default (sampled
+        with ``temperature`` > 0 and ``top_p``). With
         ``timestamps`` ``(B, T)`` seconds (and the videos' ``durations``) the prompt states when each
-        frame was taken (:func:`videolm.backbones.text.time_instruction`)."""
+        frame was taken (:func:`videolm.backbones.text.time_instruction`). ``streamer`` receives the
+        tokens as they are generated (:func:`videolm.backbones.text.generate`)."""
         if self.tokenizer is None:
             raise ValueError("PLLaVA.generate_text needs model.tokenizer (attached by convert.pllava.load_pretrained)")
         questions = [CAPTION_PROMPT] * len(videos) if questions is None else list(questions)
@@ -194,7 +197,8 @@ class PLLaVA(nn.Module):
         embeds, mask, _ = self.merge(text["input_ids"].to(device), text["attention_mask"].to(device),
                                      self.encode_video(videos))
         eos = self.tokenizer.convert_tokens_to_ids(template.end)
-        return lm_text.generate(self.language_model, self.tokenizer, embeds, mask, max_new_tokens, eos, num_beams)
+        return lm_text.generate(self.language_model, self.tokenizer, embeds, mask, max_new_tokens, eos, num_beams,
+                                streamer=streamer, temperature=temperature, top_p=top_p)
 
     def add_lora(self, r: int = 128, alpha: float = 32.0, target_modules: Sequence[str] = ("q_proj", "v_proj"),
                  dropout: float = 0.0) -> None:

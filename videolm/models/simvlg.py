@@ -173,21 +173,28 @@ class SimVLG(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
     @torch.no_grad()
-    def caption(self, prefix: torch.Tensor, max_new_tokens: int = 20, num_beams: int = 1) -> list[str]:
-        """Captions after a visual ``prefix`` ``(B, M, E)`` and BOS (greedy by default)."""
+    def caption(self, prefix: torch.Tensor, max_new_tokens: int = 20, num_beams: int = 1, streamer=None,
+                temperature: float | None = None, top_p: float | None = None) -> list[str]:
+        """Captions after a visual ``prefix`` ``(B, M, E)`` and BOS (greedy by default; sampled with
+        ``temperature`` > 0); ``streamer`` receives the tokens as they come (``backbones.text.generate``)."""
         bos = torch.full((prefix.shape[0], 1), self.tokenizer.bos_token_id, device=prefix.device)
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(bos)], dim=1)
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        return lm_text.generate(self.llm, self.tokenizer, embeds, mask, max_new_tokens, num_beams=num_beams)
+        return lm_text.generate(self.llm, self.tokenizer, embeds, mask, max_new_tokens, num_beams=num_beams,
+                                streamer=streamer, temperature=temperature, top_p=top_p)
+
+    answers_questions = False  # a captioner only: the server and ``Captioner`` ask it for captions
 
     @torch.no_grad()
     def generate_text(self, videos: torch.Tensor, questions: list[str] | None = None,
-                      max_new_tokens: int = 32) -> list[str]:
+                      max_new_tokens: int = 32, streamer=None, temperature: float | None = None,
+                      top_p: float | None = None) -> list[str]:
         """Captions of ``videos`` ``(B, T, C, H, W)`` (or images), centre-cropped and normalised with CLIP's
         statistics. SimVLG only captions: ``questions`` must be ``None``."""
         if questions is not None:
             raise ValueError("SimVLG captions videos; it does not answer questions")
-        return self.caption(self.encode(videos), max_new_tokens)
+        return self.caption(self.encode(videos), max_new_tokens, streamer=streamer, temperature=temperature,
+                            top_p=top_p)
 
 
 class SimVLGModule(VideoModule):
