@@ -263,7 +263,83 @@ def _run_pipeline(a, load_kwargs: dict, inputs: list[str], show, **run_kwargs) -
 
 
 def _show_text(r) -> None:
-    print(f"{r['path']}: {r['text']}")
+    print(r["path"] + (f" [{r['start']:.2f}-{r['end']:.2f} s]" if "start" in r else "") + f": {r['text']}")
+
+
+def _window_args(p, activitynet: str) -> None:
+    p.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="long videos: one result per window of this many seconds (each video read once, front to "
+                   "back, in bounded memory; --output then gets one line per window and a rerun resumes window by "
+                   "window)")
+    p.add_argument("--stride", type=float, default=None, metavar="SECONDS",
+                   help="with --window: seconds between window starts (default: the window; less: overlapping "
+                   "windows, whose shared frames are decoded once)")
+    p.add_argument("--segments", action="store_true",
+                   help="with --window: merge adjacent windows with the same top class (captions: the same text) "
+                   "into segments, shown once each video is done")
+    p.add_argument("--format", default="jsonl", choices=["jsonl", activitynet],
+                   help=f"with --window: {activitynet} prints ActivityNet's JSON of every video on stdout at the end "
+                   "(with --segments, one entry a segment); --output keeps the window lines either way")
+
+
+def _no_window_args(p, a) -> None:
+    given = {"--stride": a.stride is not None, "--segments": a.segments, "--format": a.format != "jsonl"}
+    for flag in (f for f, g in given.items() if g):
+        p.error(f"{flag} goes with --window")
+
+
+def _run_windows(a, load_kwargs: dict, show, **run_kwargs) -> int:
+    """Windowed :func:`_run_pipeline`: rows (or, with --segments, each video's segments once it is done)
+    printed as they come, every window written to --output; with --format activitynet(-captions) one JSON
+    document on stdout at the end, of every video given (windows of earlier runs included). 1 when any
+    video failed."""
+    import json
+
+    from videolm.infer import Sampling, activitynet, done_windows, expand_inputs, load, run_windows, segments
+
+    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, **load_kwargs)
+    sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
+                        max_frames=a.max_frames, start=a.start, end=a.end)
+    document = a.format != "jsonl"
+    collect = document or a.segments
+    earlier = done_windows(a.output, expand_inputs(a.videos), rows=True) if collect and a.output else {}
+    rows: dict[str, list[dict]] = {}
+    failed: set[str] = set()
+
+    def finish(path: str) -> None:  # a video's windows are all in: show its segments
+        if a.segments and not document and path not in failed and path in rows:
+            found = segments(rows[path])
+            if a.json:
+                print(json.dumps({"path": path, "segments": found}), flush=True)
+            else:
+                print(path)
+                for g in found:
+                    what = f"{g['score']:.3f}  {g['label']}" if "label" in g else g["text"]
+                    print(f"  [{g['start']:.2f}-{g['end']:.2f} s]  {what}")
+
+    current = None
+    for r in run_windows(pipe, a.videos, a.window, a.stride, a.output, progress=not a.no_progress, sampling=sampling,
+                         **run_kwargs):
+        if r["path"] != current:
+            if current is not None:
+                finish(current)
+            current = r["path"]
+            rows[current] = list(earlier.pop(current, []))
+        if "error" in r:
+            failed.add(r["path"])
+            print(f"error: {r['error']}", file=sys.stderr)
+            continue
+        if collect:
+            rows[r["path"]].append({k: v for k, v in r.items() if k in ("start", "end", "classes", "scores", "text")})
+        if not a.segments and not document:
+            print(json.dumps(r), flush=True) if a.json else show(r)
+    if current is not None:
+        finish(current)
+    if document:
+        rows = {**earlier, **rows}  # videos all done in an earlier run come from --output
+        ordered = {p: rows[p] for p in expand_inputs(a.videos) if rows.get(p)}
+        print(json.dumps(activitynet(ordered, merge=a.segments)))
+    return int(bool(failed))
 
 
 def _add_caption(sub) -> None:
@@ -272,8 +348,15 @@ def _add_caption(sub) -> None:
     _infer_args(p, "zoo name, model folder or .ckpt (default: the built-in tiny captioner)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--state-times", action="store_true", help="say in the prompt when each frame was taken")
-    p.set_defaults(func=lambda a: _run_pipeline(a, {"state_times": a.state_times}, a.videos, _show_text,
-                                                max_new_tokens=a.max_new_tokens))
+    _window_args(p, "activitynet-captions")
+
+    def run(a):
+        if a.window is not None:
+            return _run_windows(a, {"state_times": a.state_times}, _show_text, max_new_tokens=a.max_new_tokens)
+        _no_window_args(p, a)
+        return _run_pipeline(a, {"state_times": a.state_times}, a.videos, _show_text, max_new_tokens=a.max_new_tokens)
+
+    p.set_defaults(func=run)
 
 
 def _add_ask(sub) -> None:
@@ -470,8 +553,7 @@ def _add_classify(sub) -> None:
     _infer_args(p, "X-CLIP or FrameMeanCLIP .ckpt, transformers X-CLIP folder, zoo name or hub id (microsoft/xclip-* with --method xclip)")
     p.add_argument("--labels", default=None, help="class list file, one name a line (default: the checkpoint's classes)")
     p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--window", type=float, default=None, help="classify windows of this many seconds")
-    p.add_argument("--stride", type=float, default=None, help="with --window: seconds between window starts")
+    _window_args(p, "activitynet")
 
     def show(r):
         print(r["path"] + (f" [{r['start']:.2f}-{r['end']:.2f} s]" if "start" in r else ""))
@@ -482,37 +564,11 @@ def _add_classify(sub) -> None:
         if a.model is None:
             p.error("--model is required")
         if a.window is not None:
-            return _classify_windows(a, show)
+            return _run_windows(a, {"labels": a.labels, "topk": a.topk}, show)
+        _no_window_args(p, a)
         return _run_pipeline(a, {"labels": a.labels, "topk": a.topk}, a.videos, show)
 
     p.set_defaults(func=run)
-
-
-def _classify_windows(a, show) -> int:
-    """Top-k per window of ``a.window`` seconds every ``a.stride`` seconds, for each video."""
-    import json
-
-    from videolm.infer import Sampling, expand_inputs, load
-    from videolm.io import VideoReader
-
-    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, labels=a.labels, topk=a.topk)
-    failed, stride = 0, a.stride or a.window
-    for path in expand_inputs(a.videos):
-        try:
-            with VideoReader(path) as reader:
-                duration = reader.info.duration
-        except Exception as e:  # reported like any failed video
-            failed += 1
-            print(f"error: {e}", file=sys.stderr)
-            continue
-        starts = [i * stride for i in range(max(1, int((duration - a.window) // stride) + 1))]
-        for start in starts:
-            end = min(start + a.window, duration)
-            s = Sampling(num_frames=a.frames or pipe.sampling.num_frames, start=start, end=end)
-            r = {**pipe.run([path], sampling=s)[0], "start": start, "end": end}
-            failed += "error" in r
-            print(json.dumps(r)) if a.json else (show(r) if "error" not in r else print(f"error: {r['error']}", file=sys.stderr))
-    return int(bool(failed))
 
 
 def _add_embed(sub) -> None:

@@ -10,14 +10,19 @@ transforms frames as the model's ``input_spec`` says (by count or by rate, insid
 ``videolm.data.sampling.sample_indices``), batches videos, and reports a
 file that fails (``{"path", "error"}``) without stopping the others. :func:`run_batch` adds what large
 runs need: inputs given as files, folders or globs, one JSON line per video written as it finishes, and a
-rerun that skips the videos already in the output file.
+rerun that skips the videos already in the output file. Long videos go window by window
+(:meth:`Pipeline.windows`, :func:`run_windows`): one result per window of a few seconds, read in one pass
+with bounded memory, resumable window by window; :func:`segments` merges equal neighbours and
+:func:`activitynet` writes ActivityNet's detection and dense-captioning JSON.
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import sys
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +39,8 @@ from videolm.io.errors import VideoDecodeError
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
 DEFAULT_TRANSLATOR = "gfslt-tiny"  # zoo card of videolm/assets/gfslt_tiny
 __all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "DEFAULT_TRANSLATOR", "PIPELINES", "Captioner", "Classifier", "Embedder",
-           "GenerationCancelled", "Sampling", "TextPieces", "Translator", "load", "run_batch"]
+           "GenerationCancelled", "Sampling", "TextPieces", "Translator", "activitynet", "load", "plan_windows",
+           "run_batch", "run_windows", "segments"]
 
 
 @dataclass
@@ -111,6 +117,101 @@ class Pipeline:
                 done.update({p: {"path": p, **r} for p, r in zip(group, results)})
             for p in chunk:
                 yield done[p] if p in done else {"path": p, "error": failed[p]}
+
+    def windows(self, path: str | Path, window: float, stride: float | None = None, sampling: Sampling | None = None,
+                skip: Iterable[tuple[float, float]] = (), stats: dict | None = None, **kwargs) -> Iterator[dict]:
+        """One result per window of ``window`` seconds every ``stride`` seconds (default: ``window``) of
+        one video, in time order: ``{"path", "start", "end", ...}`` (:func:`plan_windows`; ``sampling``
+        takes each window's frames as it takes a video's, and its ``start`` / ``end`` bound the windows).
+        The video is read once, front to back (:meth:`VideoReader.iter_frames`): every frame that some
+        window samples is decoded and transformed once, even where windows overlap, and only the frames
+        later windows still need are kept, so memory does not grow with the video's length. ``skip``:
+        ``(start, end)`` of windows already answered (a resumed run; they are neither decoded nor
+        yielded). A file that fails yields ``{"path", "error"}`` and ends its windows. ``stats``, when
+        given, gets ``windows``, ``frames_sampled`` (by all windows), ``frames_decoded``, ``frames_held``
+        (the most frames held at once) and the seconds spent in ``decode``, ``transform`` and ``model``."""
+        path, s = str(path), sampling or self.sampling
+        stats = {} if stats is None else stats
+        for key in ("windows", "frames_sampled", "frames_decoded", "frames_held", "decode", "transform", "model"):
+            stats.setdefault(key, 0)
+        try:
+            reader = VideoReader(path, backend=self.backend)
+        except (VideoDecodeError, OSError, ValueError) as e:
+            yield {"path": path, "error": _error_text(path, e)}
+            return
+        with reader:
+            try:
+                info = reader.info
+                skip = {(float(a), float(b)) for a, b in skip}
+                plan = [w for w in plan_windows(info, window, stride, s) if (w[0], w[1]) not in skip]
+            except (VideoDecodeError, OSError, IndexError, ValueError) as e:
+                yield {"path": path, "error": _error_text(path, e)}
+                return
+            clips = self._window_clips(reader, plan, stats)
+            while True:
+                try:
+                    batch = list(itertools.islice(clips, self.batch_size))
+                except (VideoDecodeError, OSError, IndexError, ValueError) as e:
+                    yield {"path": path, "error": _error_text(path, e)}
+                    return
+                if not batch:
+                    return
+                results: dict[int, dict] = {}
+                by_length: dict[int, list[int]] = {}
+                for k, (_, _, clip, _) in enumerate(batch):  # by rate, the last window may take fewer frames
+                    by_length.setdefault(clip.shape[0], []).append(k)
+                started = time.perf_counter()
+                for group in by_length.values():
+                    with torch.inference_mode():
+                        out = self.predict(torch.stack([batch[k][2] for k in group]).to(self.device),
+                                           [batch[k][3] for k in group], **kwargs)
+                    results.update(zip(group, out))
+                stats["model"] += time.perf_counter() - started
+                for k, (start, end, _, _) in enumerate(batch):
+                    stats["windows"] += 1
+                    yield {"path": path, "start": start, "end": end, **results[k]}
+
+    def _window_clips(self, reader: VideoReader, plan: list[tuple[float, float, torch.Tensor]], stats: dict):
+        """``(start, end, clip, meta)`` of each planned window, in order, from one forward pass over the
+        frames they sample (each decoded and transformed once; a frame is dropped after its last window)."""
+        if not plan:
+            return
+        fps = reader.info.fps
+        last_use: dict[int, int] = {}
+        for w, (_, _, idx) in enumerate(plan):
+            last_use.update((i, w) for i in idx.tolist())
+            stats["frames_sampled"] += len(idx)
+        frames = reader.iter_frames(sorted(last_use))
+        ready: dict[int, torch.Tensor] = {}  # frame index -> transformed frame (C, H, W)
+        pending: list[tuple[int, torch.Tensor]] = []  # decoded, not yet transformed
+
+        def transform_pending():
+            started = time.perf_counter()
+            out = self.transform(torch.stack([f for _, f in pending]))
+            ready.update(zip((i for i, _ in pending), out))
+            pending.clear()
+            stats["transform"] += time.perf_counter() - started
+
+        for w, (start, end, idx) in enumerate(plan):
+            wanted = idx.tolist()
+            top = max(wanted)
+            while top not in ready:
+                started = time.perf_counter()
+                i, frame = next(frames)
+                stats["decode"] += time.perf_counter() - started
+                stats["frames_decoded"] += 1
+                pending.append((i, frame))
+                stats["frames_held"] = max(stats["frames_held"], len(ready) + len(pending))
+                if i == top or len(pending) >= self.TRANSFORM_CHUNK:
+                    transform_pending()
+            clip = torch.stack([ready[i] for i in wanted])
+            for i in set(wanted):
+                if last_use[i] == w:
+                    del ready[i]
+            meta = {"timestamps": timestamps(idx, fps) - start, "duration": end - start, "fps": fps}
+            yield start, end, clip, meta
+
+    TRANSFORM_CHUNK = 16  # decoded frames transformed together by windows()
 
 
 class Classifier(Pipeline):
@@ -340,6 +441,9 @@ class Translator(Pipeline):
         texts = self.model.translate(videos, None, num_beams=num_beams or self.num_beams, max_new_tokens=max_new_tokens)
         return [{"text": t} for t in texts]
 
+    def windows(self, path, window, stride=None, sampling=None, **kwargs):
+        raise ValueError("a translator reads every frame of a video: windows are for classifiers and captioners")
+
     def translate(self, paths, num_beams: int | None = None, max_new_tokens: int = 150):
         """The translation of one video (str) or of several (list; ``None`` where a file failed)."""
         return _one_or_many(self, paths, lambda r: r["text"], num_beams=num_beams, max_new_tokens=max_new_tokens)
@@ -394,6 +498,105 @@ def load(name_or_path: str | Path | None = None, task: str | None = None, method
     return pipe
 
 
+def _error_text(path: str, e: Exception) -> str:
+    return str(e) if isinstance(e, VideoDecodeError) else str(VideoDecodeError(path, str(e)))
+
+
+def plan_windows(info, window: float, stride: float | None = None,
+                 sampling: Sampling | None = None) -> list[tuple[float, float, torch.Tensor]]:
+    """``(start, end, frame indices)`` of the windows of a video (``info``: its ``VideoInfo``): ``window``
+    seconds long, starting every ``stride`` seconds (default ``window``) from ``sampling.start`` (0) until
+    one reaches ``sampling.end`` (the video's end); the last one ends there, shorter if need be. Times are
+    rounded to the millisecond. Each window's frames are sampled as ``sampling`` says (by count or by
+    rate; TSN segment middles; default 8 frames)."""
+    s = sampling or Sampling(num_frames=8)
+    stride = window if stride is None else stride
+    if not window > 0 or not stride > 0:
+        raise ValueError(f"window and stride must be > 0 seconds, got {window} and {stride}")
+    first = s.start or 0.0
+    last = info.duration if s.end is None else min(s.end, info.duration)
+    count = None if s.fps else s.num_frames
+    plan = []
+    for k in itertools.count():
+        start = round(first + k * stride, 3)
+        if start >= last:
+            break
+        end = round(min(start + window, last), 3)
+        try:
+            idx = sample_indices(info, num_frames=count, fps=s.fps, min_frames=s.min_frames, max_frames=s.max_frames,
+                                 start=start, end=end, mode="segment")
+        except ValueError:  # no frame in this last sliver of the video
+            if plan:
+                break
+            raise
+        plan.append((start, end, idx))
+        if end >= last:
+            break
+    return plan
+
+
+def segments(rows: Sequence[dict]) -> list[dict]:
+    """Adjacent windows (rows of one video, ``{"start", "end", "classes", "scores"}`` or ``{..., "text"}``)
+    with the same top class (or the same text) merged: ``{"label", "start", "end", "score"}`` (the mean
+    top score of its windows) or ``{"text", "start", "end"}``, in time order. Where two segments meet, in
+    the middle of the overlap of their windows (the start of the next window when windows do not
+    overlap), one ends and the other starts: the segments tile the windows' span without overlapping."""
+    rows = sorted((r for r in rows if "error" not in r), key=lambda r: (r["start"], r["end"]))
+    out: list[dict] = []
+    for k, r in enumerate(rows):
+        label = r["classes"][0] if "classes" in r else r["text"]
+        if out and out[-1]["_label"] == label:
+            out[-1]["_scores"].append(r["scores"][0] if "scores" in r else None)
+            continue
+        start = r["start"]
+        if out:
+            start = round((r["start"] + rows[k - 1]["end"]) / 2, 3)
+            out[-1]["end"] = start
+        out.append({"_label": label, "start": start, "_scores": [r["scores"][0] if "scores" in r else None]})
+    if out:
+        out[-1]["end"] = rows[-1]["end"]
+    result = []
+    for seg in out:
+        if seg["_scores"][0] is None:
+            result.append({"text": seg["_label"], "start": seg["start"], "end": seg["end"]})
+        else:
+            result.append({"label": seg["_label"], "start": seg["start"], "end": seg["end"],
+                           "score": sum(seg["_scores"]) / len(seg["_scores"])})
+    return result
+
+
+def video_ids(paths: Iterable[str]) -> dict[str, str]:
+    """ActivityNet's video id of each path: its file name without the suffix (``v_abc.mp4`` -> ``v_abc``),
+    or the whole path where two paths share a name."""
+    paths = list(dict.fromkeys(paths))
+    stems = [Path(p).stem for p in paths]
+    return {p: stem if stems.count(stem) == 1 else p for p, stem in zip(paths, stems)}
+
+
+def activitynet(rows_by_path: dict[str, Sequence[dict]], merge: bool = True) -> dict:
+    """Windowed results as ActivityNet JSON: for classifier rows the detection format (``{"version":
+    "VERSION 1.3", "results": {id: [{"label", "score", "segment": [start, end]}]}, "external_data": {}}``:
+    one entry per :func:`segments` segment, or with ``merge=False`` one per window and top-k class); for
+    caption rows the dense-captioning format (``{"version": "VERSION 1.0", "results": {id: [{"sentence",
+    "timestamp": [start, end]}]}, ...}``: one per window, or per run of equal captions with ``merge``).
+    Ids: :func:`video_ids`."""
+    ids = video_ids(rows_by_path)
+    captions = any("text" in r for rows in rows_by_path.values() for r in rows)
+    results: dict[str, list[dict]] = {}
+    for path, rows in rows_by_path.items():
+        rows = sorted((r for r in rows if "error" not in r), key=lambda r: (r["start"], r["end"]))
+        if captions:
+            spans = segments(rows) if merge else rows
+            results[ids[path]] = [{"sentence": r["text"], "timestamp": [r["start"], r["end"]]} for r in spans]
+        elif merge:
+            results[ids[path]] = [{"label": g["label"], "score": g["score"], "segment": [g["start"], g["end"]]}
+                                  for g in segments(rows)]
+        else:
+            results[ids[path]] = [{"label": c, "score": p, "segment": [r["start"], r["end"]]}
+                                  for r in rows for c, p in zip(r["classes"], r["scores"])]
+    return {"version": "VERSION 1.0" if captions else "VERSION 1.3", "results": results, "external_data": {}}
+
+
 # -- batch runs -------------------------------------------------------------------------------------------
 
 
@@ -419,17 +622,81 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
 
 def done_paths(output: str | Path) -> set[str]:
     """The paths already answered (without error) in a JSONL results file; a torn last line is ignored."""
-    path, done = Path(output), set()
+    return {row["path"] for row in _rows(output) if "error" not in row}
+
+
+def _rows(output: str | Path) -> Iterator[dict]:
+    """The rows of a JSONL results file (none when it does not exist); a torn line is ignored."""
+    path = Path(output)
     if not path.is_file():
-        return done
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and "path" in row:
+                yield row
+
+
+def done_windows(output: str | Path, paths: Iterable[str] | None = None, rows: bool = False) -> dict[str, set]:
+    """The windows already answered (without error) in a JSONL results file of :func:`run_windows`:
+    ``{path: {(start, end)}}`` (only ``paths`` when given); with ``rows``, ``{path: [row]}`` instead (one
+    row a window)."""
+    wanted = None if paths is None else set(paths)
+    done: dict = {}
+    for row in _rows(output):
+        if "error" in row or "start" not in row or (wanted is not None and row["path"] not in wanted):
             continue
-        if isinstance(row, dict) and "path" in row and "error" not in row:
-            done.add(row["path"])
-    return done
+        key = (float(row["start"]), float(row["end"]))
+        if rows:
+            done.setdefault(row["path"], {}).setdefault(key, row)
+        else:
+            done.setdefault(row["path"], set()).add(key)
+    return {p: list(v.values()) for p, v in done.items()} if rows else done
+
+
+def _append(output: str | Path):
+    """``output`` opened to append JSON lines, on a fresh line if the last run died mid-line."""
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torn = False
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, 2)
+            torn = f.read(1) != b"\n"
+    out = open(path, "a", encoding="utf-8")
+    if torn:
+        out.write("\n")
+    return out
+
+
+def run_windows(pipe: Pipeline, inputs: Sequence[str], window: float, stride: float | None = None,
+                output: str | Path | None = None, progress: bool = True, sampling: Sampling | None = None,
+                **kwargs) -> Iterator[dict]:
+    """:meth:`Pipeline.windows` over ``inputs`` (:func:`expand_inputs`), video after video. With
+    ``output``, append one JSON line per window as it finishes (flushed) and skip the windows already
+    answered there: a rerun writes nothing new, and a run stopped in the middle of a video goes on from
+    its first window not yet written (a failed window or video is tried again). Yields every new row."""
+    from tqdm import tqdm
+
+    paths = expand_inputs(inputs)
+    done = done_windows(output, paths) if output is not None else {}
+    out = _append(output) if output is not None else None
+    try:
+        bar = tqdm(unit="window", disable=not progress, file=sys.stderr)
+        for path in paths:
+            for row in pipe.windows(path, window, stride, sampling, skip=done.get(path, ()), **kwargs):
+                if out is not None:
+                    out.write(json.dumps(row) + "\n")
+                    out.flush()
+                bar.update(1)
+                yield row
+        bar.close()
+    finally:
+        if out is not None:
+            out.close()
 
 
 def run_batch(pipe: Pipeline, inputs: Sequence[str], output: str | Path | None = None, progress: bool = True,
@@ -443,11 +710,7 @@ def run_batch(pipe: Pipeline, inputs: Sequence[str], output: str | Path | None =
     if output is not None:
         skip = done_paths(output)
         paths = [p for p in paths if p not in skip]
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        torn = Path(output).is_file() and Path(output).stat().st_size and not Path(output).read_bytes().endswith(b"\n")
-        out = open(output, "a", encoding="utf-8")
-        if torn:  # the last run died mid-line: start on a fresh one
-            out.write("\n")
+        out = _append(output)
     try:
         bar = tqdm(total=len(paths), unit="video", disable=not progress, file=sys.stderr)
         for result in pipe.stream(paths, **kwargs):
