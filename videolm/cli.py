@@ -467,6 +467,7 @@ def _quickstart(a) -> None:
     print("next:")
     print(f"  videolm classify --model {results[-1][2]} {video}")
     print(f"  videolm caption {video}")
+    print(f"  videolm export {results[-1][2]} --out my-model   (a model folder; then videolm push my-model ORG/NAME)")
     print(f"  videolm fit --config {configs[-1]}   (edit the YAML: epochs, frames, learning rate, data)")
 
 
