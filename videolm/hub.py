@@ -390,13 +390,14 @@ def save(obj, folder: str | Path, figures: list[dict] | None = None, source: str
                          "task": method.task, "input_spec": dataclasses.asdict(model.input_spec)}
     if method.task == "classify":
         d["class_names"] = list(module.class_names) if module is not None and module.class_names else None
+    if method.writer is None:  # before anything is written: a tower that cannot be exported fails here
+        config = plain(model.config)
+        config.update(_portable_clip(model.config, model) if hasattr(model.config, "clip") else {})
     folder.mkdir(parents=True, exist_ok=True)
     if method.writer is not None:  # the method's own layout; the videolm keys join its config.json
         method.get("writer")(model, folder)
         d = {**read_config(folder), **d}
     else:
-        config = plain(model.config)
-        config.update(_portable_clip(model.config, model) if hasattr(model.config, "clip") else {})
         skip = ()
         for field, sub, prefix, attr, tokenizer in _submodels(method.name, config):
             getattr(model, attr).save_pretrained(folder / sub)
