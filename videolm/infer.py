@@ -1,6 +1,7 @@
 """Inference on video files for any registered model: ``videolm.load`` and the batch commands.
 
-:func:`load` takes a zoo name, a model folder, a videolm Lightning checkpoint (``.ckpt``) or nothing (the
+:func:`load` takes a zoo name, a model folder (``videolm export``'s, or a foreign one its method reads),
+``hf-hub:org/repo[@revision]`` (a model folder on the Hub), a videolm Lightning checkpoint (``.ckpt``) or nothing (the
 built-in tiny captioner, ``videolm/assets/pllava_tiny``; ``videolm translate`` defaults to
 :data:`DEFAULT_TRANSLATOR`, the built-in tiny translator ``videolm/assets/gfslt_tiny``) and returns the
 pipeline its method's task calls for (the registry in ``videolm.models`` decides; :data:`PIPELINES`): a
@@ -482,12 +483,17 @@ def load(name_or_path: str | Path | None = None, task: str | None = None, method
             from videolm.data.manifests import read_class_names
 
             labels = read_class_names(labels)
+        from videolm.hub import is_model_folder, load_folder_module
+
         if is_checkpoint(source):
             module = load_module(source, found.name)
+        elif isinstance(source, Path) and is_model_folder(source):  # a folder `videolm export` wrote
+            module = load_folder_module(source)
         elif found.loader is not None:
             module = found.get("module")(init_from=str(source))
         else:
-            raise ValueError(f"{name_or_path}: {found.name} classifiers load from a videolm .ckpt")
+            raise ValueError(f"{name_or_path}: {found.name} classifiers load from a videolm .ckpt or a model folder "
+                             "(videolm export)")
         pipe = Classifier(module, labels, topk, **options)
     else:
         model = load_model(source, found.name, **kwargs)

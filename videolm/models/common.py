@@ -140,6 +140,17 @@ def configure_optimizers(module: pl.LightningModule, optim: Optim, is_new: Calla
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def logged_metrics(trainer) -> dict[str, float]:
+    """The last value of every scalar metric ``trainer`` holds (its ``callback_metrics``), as floats."""
+    out = {}
+    for key, value in (getattr(trainer, "callback_metrics", None) or {}).items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[key] = float(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
 class VideoModule(pl.LightningModule):
     """Base of videolm's LightningModules.
 
@@ -159,7 +170,10 @@ class VideoModule(pl.LightningModule):
                                    **{k: plain(v) for k, v in hparams.items()}})
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["videolm"] = {"method": self.method}
+        """The method's name, and the last value of every metric the run logged (``train/loss``,
+        ``val/acc``, ...: the trainer's ``callback_metrics`` as floats), which ``videolm export`` states
+        in the model card."""
+        checkpoint["videolm"] = {"method": self.method, "metrics": logged_metrics(self._trainer)}
 
     def is_new(self, name: str) -> bool:
         return False
