@@ -407,7 +407,9 @@ def save(obj, folder: str | Path, figures: list[dict] | None = None, source: str
         if module is not None and method.task == "classify":
             d["module"] = {k: plain(v) for k, v in hparams.items() if k not in _NOT_MODULE_ARGS}
         state = {k: v for k, v in model.state_dict().items() if not (skip and k.startswith(skip))}
-        save_file(_unshared(state), folder / WEIGHTS, metadata={"format": "pt", "videolm.method": method.name})
+        # one metadata key: safetensors writes its metadata map in no fixed order, so two keys would make the
+        # same weights different bytes (and the Hub would store them again); config.json names the method
+        save_file(_unshared(state), folder / WEIGHTS, metadata={"format": "pt"})
     _write_json(folder / CONFIG, d)
     license = license or _card_licence(base) or "apache-2.0"
     (folder / CARD).write_text(model_card(d, method, figures or [], base, license, source), encoding="utf-8")
