@@ -36,8 +36,8 @@ def test_recipes():
     assert not {"num_frames", "image_size", "mean"} & set(data)
     model = synthetic["model"]["init_args"]
     assert model["config"]["mean"] == "clip"  # clip-tiny's statistics
-    # TVTSv2's split (CLIP slow, the new modules x100), the temporal embedding started at std 2, no frame tag
-    assert (model["optim"]["lr"], model["optim"]["new_lr_scale"]) == (2e-5, 100)
+    # TVTSv2's split (CLIP held 300 steps, then x0.1 of the new modules), temporal embedding std 2, no frame tag
+    assert (model["optim"]["lr"], model["optim"]["new_lr_scale"], model["clip_frozen_steps"]) == (2e-4, 10, 300)
     assert model["config"]["temporal_embedding_std"] == 2.0 and "sort_frame_embedding" not in model["config"]
     cfg = yaml.safe_load((CONFIGS[0].parent / "pretrain_b16.yaml").read_text())
     model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
