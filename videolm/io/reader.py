@@ -144,6 +144,25 @@ def probe(source, name: str | None = None, fps: float | None = None) -> dict:
         }
 
 
+_REFORMAT_THREADS: bool | None = None  # whether VideoReformatter.reformat takes threads= (found on first use)
+
+
+def _rgb(reformat, frame, width, height, threads: int):
+    """``frame`` as rgb24 at ``width`` x ``height``, with ``threads`` where PyAV has them: PyAV 15
+    (which lmms-eval 0.7.3's ``av<16`` pin installs, ``videolm[eval]``) has no ``threads`` argument."""
+    global _REFORMAT_THREADS
+    if _REFORMAT_THREADS is not False:
+        try:
+            out = reformat(frame, width, height, "rgb24", threads=threads)
+            _REFORMAT_THREADS = True
+            return out
+        except TypeError:
+            if _REFORMAT_THREADS:
+                raise
+            _REFORMAT_THREADS = False
+    return reformat(frame, width, height, "rgb24")
+
+
 class _PyAVReader:
     """PyAV index and decoder. Frames are numbered in presentation (pts) order.
 
@@ -418,7 +437,7 @@ class _PyAVReader:
         out = None
         for k, pts in enumerate(wanted):
             # frames of another size (a mid-stream resolution change) are scaled to the stream's size
-            array = reformat(frames[pts], width, height, "rgb24", threads=self.num_threads).to_ndarray()
+            array = _rgb(reformat, frames[pts], width, height, self.num_threads).to_ndarray()
             if out is None:
                 out = np.empty((len(wanted), *array.shape), dtype=np.uint8)
             out[k] = array

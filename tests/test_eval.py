@@ -1,0 +1,231 @@
+"""Evaluation: option scores and batched answers of the Python API, the offline synthetic tasks, and the
+lmms-eval plugin (``lmms-eval --model videolm``, ``videolm eval``).
+
+The plugin tests need lmms-eval (``pip install '.[eval]'``, which pins ``av<16``: CI runs them in a
+second venv, ``.ci/run``); without it they are skipped and ``videolm eval`` must say what to install.
+lmms-eval's command exits 0 when an evaluation fails, so its runs are judged by the results file.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import videolm
+from videolm.backbones.text import CAPTION_PROMPT, encode_conversations, get_template, train_word_tokenizer
+from videolm.data.manifests import read_jsonl
+from videolm.data.synthetic import generate_corpus
+from videolm.eval.tasks import TASKS, choices_for, doc_to_visual, process_caption, process_qa, write_tasks
+from videolm.infer import DEFAULT_MODEL
+from videolm.models.pllava import PLLaVA, PLLaVAConfig
+
+FRESH_SEED = 20261204  # the demo model was trained on seed 0
+HAS_LMMS_EVAL = importlib.util.find_spec("lmms_eval") is not None
+needs_demo = pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="demo model not built")
+needs_lmms_eval = pytest.mark.skipif(not HAS_LMMS_EVAL, reason="lmms-eval not installed (pip install '.[eval]')")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return generate_corpus(tmp_path_factory.mktemp("corpus"), videos=20, seed=FRESH_SEED, progress=False)
+
+
+@pytest.fixture(scope="module")
+def task_dir(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tasks")
+    write_tasks(corpus, out, splits=("train", "val", "test"))
+    return out
+
+
+def _records(corpus, n=None):
+    return [r for split in ("train", "val", "test") for r in read_jsonl(corpus / f"{split}.jsonl")][:n]
+
+
+# -- the model side: score_text is the training loss, per row ----------------------------------------------
+
+
+def test_pllava_score_text_is_the_training_loss_per_row():
+    tok = train_word_tokenizer(["what colour is it ? a red green circle moves to the left", "USER: ASSISTANT:"])
+    llava = {**PLLaVAConfig.PRESETS["tiny"]["llava"], "image_token_index": tok.convert_tokens_to_ids("<image>")}
+    llava["text_config"] = {**llava["text_config"], "vocab_size": len(tok)}
+    torch.manual_seed(0)
+    model = PLLaVA(PLLaVAConfig(llava=llava, pooling_shape=(2, 2, 2), num_frames=2)).eval()
+    model.tokenizer = tok
+    video = torch.randn(2, 2, 3, 32, 32)
+    rows = [("what colour is it ?", "red", 0), ("what colour is it ?", "green circle", 0), (None, "a red circle", 1)]
+    loss, greedy = model.score_text(video, [q for q, _, _ in rows], [a for _, a, _ in rows], rows=[v for *_, v in rows])
+    assert loss.shape == greedy.shape == (3,)
+    for k, (question, answer, v) in enumerate(rows):  # each row alone, through forward(labels): the same loss
+        text = encode_conversations(tok, get_template("vicuna"), [[[question or CAPTION_PROMPT, answer]]])
+        with torch.no_grad():
+            ref = model(text["input_ids"], text["attention_mask"], video[v : v + 1], labels=text["labels"]).loss
+        assert loss[k].item() == pytest.approx(ref.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="2 answers for 3 rows"):
+        model.score_text(video, None, ["a", "b"], rows=[0, 0, 1])
+
+
+# -- the bundled captioner on fresh videos: answers, scores ------------------------------------------------
+
+
+@needs_demo
+def test_scores_choose_the_answers_the_model_gives(corpus):
+    pipe = videolm.load(batch_size=8)
+    records = _records(corpus, 8)
+    items = [(str(corpus / r["video"]), qa["question"], qa["answer"]) for r in records for qa in r["qa"]]
+    answers = pipe.answer([(v, q) for v, q, _ in items])  # different questions in one batch
+    assert answers[:5] == [pipe.ask(v, q) for v, q, _ in items[:5]]
+    right = chosen = agree = 0
+    for (video, question, truth), answer in zip(items, answers):
+        options = choices_for(question)
+        assert truth in options
+        scores = pipe.score(video, question, options, greedy=True)
+        best = min(range(len(options)), key=lambda i: scores[i][0])
+        chosen += options[best] == truth
+        right += answer == truth
+        # the option greedy decoding gives is the answer (the model ends it with its end token)
+        agree += [o for o, (_, g) in zip(options, scores) if g] == [answer]
+    n = len(items)
+    print(f"answers {right}/{n}, option scores {chosen}/{n}, greedy flag = answer {agree}/{n}")
+    assert right / n >= 0.9 and chosen / n >= 0.9 and agree / n >= 0.9
+    video, caption = str(corpus / records[0]["video"]), records[0]["caption"]
+    others = [r["caption"] for r in records[1:4] if r["caption"] != caption]
+    losses = pipe.score(video, None, [caption, *others])  # no question: scored as captions
+    assert losses.index(min(losses)) == 0
+
+
+# -- the offline tasks ----------------------------------------------------------------------------------------
+
+
+def test_task_folder(corpus, task_dir):
+    assert sorted(p.name for p in task_dir.iterdir()) == sorted(
+        ["caption.jsonl", "qa.jsonl", *(f"{t}.yaml" for t in TASKS)])
+    qa = read_jsonl(task_dir / "qa.jsonl")
+    assert len(qa) == sum(len(r["qa"]) for r in _records(corpus))
+    assert all(Path(d["video"]).is_absolute() and Path(d["video"]).is_file() for d in qa)
+    assert all(d["answer"] in d["choices"] for d in qa)
+    yaml_text = (task_dir / "videolm_synthetic_mc.yaml").read_text()
+    assert "output_type: multiple_choice" in yaml_text and str((task_dir / "qa.jsonl").resolve()) in yaml_text
+    assert "!function videolm.eval.tasks.doc_to_choice" in yaml_text
+    assert process_qa({"answer": "red"}, [" Red."]) == {"exact_match": 1.0}
+    assert process_qa({"answer": "red"}, ["green"]) == {"exact_match": 0.0}
+    record = _records(corpus)[0]
+    assert process_caption({"qa": record["qa"]}, [record["caption"]]) == {"attribute_acc": 1.0}
+    assert doc_to_visual({"video": "/v.mp4"}) == ["/v.mp4"]
+    assert doc_to_visual({"video": "/v.mp4", "start": 1.0, "end": 2.0})[0]["video_end"] == 2.0
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        write_tasks(corpus, task_dir / "x", splits=("nope",))
+
+
+def test_cli_writes_tasks_and_names_the_missing_extra(corpus, tmp_path, capsys):
+    from videolm.cli import main
+
+    assert main(["eval", "tasks", "--data", str(corpus), "--out", str(tmp_path / "t")]) == 0
+    assert (tmp_path / "t" / "videolm_synthetic_qa.yaml").is_file()
+    assert "videolm_synthetic_mc" in capsys.readouterr().out
+    if not HAS_LMMS_EVAL:
+        assert main(["eval", "--tasks", "videolm_synthetic_qa", "--include-path", str(tmp_path / "t")]) == 2
+        assert "pip install 'videolm[eval]'" in capsys.readouterr().err
+
+
+# -- the lmms-eval plugin ---------------------------------------------------------------------------------
+
+
+@needs_lmms_eval
+def test_entry_point_manifest_names_both_classes():
+    from lmms_eval.models import get_model, get_model_manifest
+
+    manifest = get_model_manifest("videolm")  # through the lmms_eval.models entry point of pyproject.toml
+    assert manifest.chat_class_path == "videolm.eval.lmms.VideolmChat"
+    assert manifest.simple_class_path == "videolm.eval.lmms.VideolmSimple"
+    assert get_model("videolm").is_simple is False and get_model("videolm", force_simple=True).is_simple is True
+
+
+@needs_lmms_eval
+def test_upstream_tuple_outputs_defect_is_worked_around():
+    import lmms_eval.evaluator as evaluator
+    from lmms_eval.api.instance import unwrap_generation_output
+
+    from videolm.eval.lmms import patch_tuple_outputs
+
+    # lmms-eval 0.7.3 stringifies loglikelihood's (loss, is_greedy): if this fails, upstream fixed it
+    assert unwrap_generation_output((0.25, True)) == ("(0.25, True)", None)
+    patch_tuple_outputs()
+    assert evaluator.unwrap_generation_output((0.25, True)) == ((0.25, True), None)
+    assert evaluator.unwrap_generation_output("red") == ("red", None)
+
+
+@needs_lmms_eval
+def test_video_of_a_chat_request():
+    from videolm.eval.lmms import _video
+
+    assert _video("/a.mp4") == ("/a.mp4", None, None)
+    assert _video("file:///a.mp4", 1, 2.5) == ("/a.mp4", 1.0, 2.5)
+    assert _video({"path": "/a.mp4", "video_start": 0.5, "video_end": 1}) == ("/a.mp4", 0.5, 1.0)
+    with pytest.raises(TypeError, match="file paths"):
+        _video(object())
+
+
+def _offline_env(tmp_path) -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets"), "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _no_network() -> list[str]:
+    """``unshare -n`` (no network at all) where this user may, else nothing (the offline variables remain)."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return [unshare, "-n"]
+    return []
+
+
+def _results(out: Path) -> dict:
+    files = sorted(out.rglob("*_results.json"))
+    assert files, f"no results file under {out}: the evaluation failed (lmms-eval exits 0 all the same)"
+    return json.loads(files[-1].read_text())["results"]
+
+
+@needs_demo
+@needs_lmms_eval
+@pytest.mark.slow
+def test_lmms_eval_cli_offline_and_videolm_eval_agree(corpus, task_dir, tmp_path):
+    bindir = Path(sys.executable).parent
+    lmms_eval = str(bindir / "lmms-eval") if (bindir / "lmms-eval").exists() else shutil.which("lmms-eval")
+    env, prefix = _offline_env(tmp_path), _no_network()
+    base = [lmms_eval, "--model", "videolm", "--model_args", "pretrained=pllava-tiny", "--include_path", str(task_dir),
+            "--batch_size", "8"]
+    runs = {"gen": ["--tasks", "videolm_synthetic_qa,videolm_synthetic_caption"],
+            "mc": ["--force_simple", "--tasks", "videolm_synthetic_mc"]}
+    got, rows = {}, {}
+    for name, args in runs.items():
+        proc = subprocess.run(prefix + base + args + ["--output_path", str(tmp_path / name)], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        got[name], rows[name] = _results(tmp_path / name), _table_rows(proc.stdout)
+    qa = got["gen"]["videolm_synthetic_qa"]["exact_match,none"]
+    caption = got["gen"]["videolm_synthetic_caption"]["attribute_acc,none"]
+    mc = got["mc"]["videolm_synthetic_mc"]["acc,none"]
+    print(f"lmms-eval: qa exact_match {qa:.4f}, mc acc {mc:.4f}, caption attribute_acc {caption:.4f}")
+    assert qa >= 0.9 and mc >= 0.9 and caption >= 0.9
+
+    # videolm eval: the same figures, the same results file, the table on stdout (the MC run writes
+    # its own task folder from the corpus: --data)
+    cmd = [sys.executable, "-m", "videolm.cli", "eval", "--model", "pllava-tiny"]
+    for name, args in (("gen", ["--include-path", str(task_dir), "--tasks", "videolm_synthetic_qa,videolm_synthetic_caption"]),
+                       ("mc", ["--data", str(corpus), "--splits", "train,val,test", "--force-simple",
+                               "--tasks", "videolm_synthetic_mc"])):
+        proc = subprocess.run(prefix + cmd + args + ["--output-path", str(tmp_path / f"videolm-{name}")], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert _results(tmp_path / f"videolm-{name}") == got[name]
+        assert _table_rows(proc.stdout) == rows[name] and len(rows[name]) == len(got[name])  # one row per task
+
+
+def _table_rows(stdout: str) -> list[str]:
+    """The rows of the results table that lmms-eval prints (``|task|filter|n-shot|metric|...``)."""
+    return [line for line in stdout.splitlines() if line.startswith("|videolm_synthetic")]
