@@ -171,6 +171,48 @@ def test_video_of_a_chat_request():
         _video(object())
 
 
+@needs_demo
+@needs_lmms_eval
+def test_plugin_requests_go_through_the_pipeline(corpus):
+    """Both classes on hand-made requests, as lmms-eval 0.7.3 builds them: chat messages with a time
+    window, and loglikelihood requests with a string or a doc_to_target continuation."""
+    from lmms_eval.api.instance import Instance
+
+    from videolm.eval.lmms import VideolmChat, VideolmSimple
+    from videolm.infer import Sampling
+
+    record = _records(corpus, 1)[0]
+    video, (qa, *_) = str(corpus / record["video"]), record["qa"]
+    docs = [{"video": video, "question": qa["question"], "answer": qa["answer"]}]
+    meta = {"task": "t", "doc_id": 0, "repeats": 1}
+
+    def messages(doc):
+        return [{"role": "user", "content": [{"type": "video", "url": doc["video"], "start_time": 0.5, "end_time": 1.5},
+                                             {"type": "text", "text": doc["question"]}]}]
+
+    chat = VideolmChat.create_from_arg_string("pretrained=pllava-tiny,batch_size=4", {"batch_size": 1, "device": "cpu"})
+    assert chat.batch_size == 4  # --model_args win over the command's --batch_size
+    chat.task_dict = {"t": {"test": docs}}
+    gen = {"max_new_tokens": 8, "until": ["\n"], "temperature": 0}
+    answer = chat.generate_until([Instance("generate_until", ("", messages, gen, 0, "t", "test"), 0, meta)])
+    window = Sampling(num_frames=chat.pipe.sampling.num_frames, start=0.5, end=1.5)
+    assert answer == [chat.pipe.answer([(video, qa["question"])], window, max_new_tokens=8)[0]]
+
+    simple = VideolmSimple(device="cpu")
+    simple.task_dict = {"t": {"test": docs}}
+    options = choices_for(qa["question"])
+    requests = [Instance("loglikelihood", (qa["question"], f" {o}", lambda d: [d["video"]], 0, "t", "test"), k, meta)
+                for k, o in enumerate(options)]
+    requests.append(Instance("loglikelihood", (qa["question"], lambda d: d["answer"], lambda d: [d["video"]], 0, "t",
+                                               "test"), 0, meta))
+    scores = simple.loglikelihood(requests)  # one call for the video's 9 rows
+    alone = simple.pipe.score(video, qa["question"], options, greedy=True)
+    assert [g for _, g in scores[:-1]] == [g for _, g in alone]
+    assert [x for x, _ in scores[:-1]] == pytest.approx([x for x, _ in alone], rel=1e-4, abs=1e-6)
+    assert scores[-1][0] == pytest.approx(scores[options.index(qa["answer"])][0], rel=1e-4, abs=1e-6)
+    assert options[min(range(len(options)), key=lambda k: scores[k][0])] == qa["answer"]
+
+
 def _offline_env(tmp_path) -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
             "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets"), "TOKENIZERS_PARALLELISM": "false"}

@@ -173,14 +173,19 @@ class _Videolm(lmms):
         scored in one call (the video decoded and encoded once)."""
         out: list[tuple[float, bool] | None] = [None] * len(requests)
         groups: dict[tuple[str, float | None, float | None], list[int]] = {}
+        questions, options = [], []
         for i, req in enumerate(requests):
+            # multiple_choice: the continuation is " <choice>"; loglikelihood tasks pass doc_to_target itself
             ctx, continuation, doc_to_visual, doc_id, task, split = req.args
+            if callable(continuation):
+                continuation = continuation(self.task_dict[task][split][doc_id])
+            questions.append(str(ctx).strip() or None)
+            options.append(str(continuation).strip())
             groups.setdefault(self._visual(doc_to_visual, doc_id, task, split), []).append(i)
         bar = tqdm(total=len(requests), disable=self.rank != 0, desc="videolm scoring", file=sys.stderr)
         for (path, start, end), idx in groups.items():
-            questions = [str(requests[i].args[0]).strip() or None for i in idx]
-            options = [str(requests[i].args[1]).strip() for i in idx]
-            scores = self.pipe.score(path, questions, options, self._sampling(start, end), greedy=True)
+            scores = self.pipe.score(path, [questions[i] for i in idx], [options[i] for i in idx],
+                                     self._sampling(start, end), greedy=True)
             for i, score in zip(idx, scores):
                 out[i] = score
             bar.update(len(idx))
