@@ -70,6 +70,25 @@ def test_pllava_score_text_is_the_training_loss_per_row():
         model.score_text(video, None, ["a", "b"], rows=[0, 0, 1])
 
 
+def test_simvlg_score_text_is_its_caption_loss(tmp_path):
+    from videolm.demo import train_caption_lm
+    from videolm.models.simvlg import SimVLG
+
+    texts = ["a red circle moves to the left", "a green square grows", "a blue circle shrinks"]
+    torch.manual_seed(0)
+    model = SimVLG(llm=str(train_caption_lm(texts, tmp_path, epochs=2, batch_size=3)), clip_config="tiny",
+                   connector_dim=32, connector_depth=2, r=3).eval()
+    video = torch.randn(2, 2, 3, model.image_size, model.image_size)
+    loss, greedy = model.score_text(video, None, [texts[0], texts[1], texts[2]], rows=[0, 1, 1])
+    for k, (text, v) in enumerate(zip(texts, [0, 1, 1])):
+        ids, mask = model.tokenize([text])
+        with torch.no_grad():
+            assert loss[k].item() == pytest.approx(model(video[v : v + 1], ids, mask).item(), rel=1e-5)
+    assert greedy.dtype == torch.bool
+    with pytest.raises(ValueError, match="does not answer questions"):
+        model.score_text(video, ["what colour?", None], texts[:2])
+
+
 # -- the bundled captioner on fresh videos: answers, scores ------------------------------------------------
 
 

@@ -162,15 +162,6 @@ class SimVLG(nn.Module):
         """Language-modelling loss of the captions ``ids`` (``tokenize``) given the visual prefix."""
         return self.lm_loss(self.encode(videos), ids, mask)
 
-    def lm_loss(self, prefix: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of ``ids[:, 1:]`` after ``prefix`` ``(B, M, E)`` and ``ids[:, :-1]``."""
-        embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
-        full_mask = torch.cat([mask.new_ones(prefix.shape[:2]), mask], dim=1)
-        logits = self.llm(inputs_embeds=embeds, attention_mask=full_mask).logits
-        logits = logits[:, prefix.shape[1]: -1]  # positions that predict ids[:, 1:]
-        targets = lm_text.lm_labels(ids[:, 1:], mask[:, 1:])
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
-
     @torch.no_grad()
     def score_text(self, videos: torch.Tensor, questions: list[str | None] | None, answers: list[str],
                    rows: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,6 +181,15 @@ class SimVLG(nn.Module):
         full_mask = torch.cat([mask.new_ones(prefix.shape[:2]), mask], dim=1)
         logits = self.llm(inputs_embeds=embeds, attention_mask=full_mask).logits[:, prefix.shape[1]: -1]
         return lm_text.answer_losses(logits, lm_text.lm_labels(ids[:, 1:], mask[:, 1:]))
+
+    def lm_loss(self, prefix: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of ``ids[:, 1:]`` after ``prefix`` ``(B, M, E)`` and ``ids[:, :-1]``."""
+        embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
+        full_mask = torch.cat([mask.new_ones(prefix.shape[:2]), mask], dim=1)
+        logits = self.llm(inputs_embeds=embeds, attention_mask=full_mask).logits
+        logits = logits[:, prefix.shape[1]: -1]  # positions that predict ids[:, 1:]
+        targets = lm_text.lm_labels(ids[:, 1:], mask[:, 1:])
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
     @torch.no_grad()
     def caption(self, prefix: torch.Tensor, max_new_tokens: int = 20, num_beams: int = 1) -> list[str]:
