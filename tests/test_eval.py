@@ -251,40 +251,58 @@ def _results(out: Path) -> dict:
     return json.loads(files[-1].read_text())["results"]
 
 
-@needs_demo
-@needs_lmms_eval
-@pytest.mark.slow
-def test_lmms_eval_cli_offline_and_videolm_eval_agree(corpus, task_dir, tmp_path):
+def _lmms_eval_command() -> str:
     bindir = Path(sys.executable).parent
-    lmms_eval = str(bindir / "lmms-eval") if (bindir / "lmms-eval").exists() else shutil.which("lmms-eval")
-    env, prefix = _offline_env(tmp_path), _no_network()
-    base = [lmms_eval, "--model", "videolm", "--model_args", "pretrained=pllava-tiny", "--include_path", str(task_dir),
-            "--batch_size", "8"]
-    runs = {"gen": ["--tasks", "videolm_synthetic_qa,videolm_synthetic_caption"],
-            "mc": ["--force_simple", "--tasks", "videolm_synthetic_mc"]}
-    got, rows = {}, {}
-    for name, args in runs.items():
-        proc = subprocess.run(prefix + base + args + ["--output_path", str(tmp_path / name)], env=env,
+    return str(bindir / "lmms-eval") if (bindir / "lmms-eval").exists() else shutil.which("lmms-eval")
+
+
+GEN_TASKS = "videolm_synthetic_qa,videolm_synthetic_caption"
+
+
+@pytest.fixture(scope="module")
+def plugin_runs(task_dir, tmp_path_factory):
+    """``lmms-eval --model videolm`` with the network off: the generation tasks (chat class) and the
+    multiple-choice task (``--force_simple``). Returns {run: (results, table rows)}."""
+    if not (HAS_LMMS_EVAL and (DEFAULT_MODEL / "model.safetensors").is_file()):
+        pytest.skip("needs lmms-eval and the demo model")
+    out = tmp_path_factory.mktemp("lmms-eval")
+    env, prefix = _offline_env(out), _no_network()
+    base = [_lmms_eval_command(), "--model", "videolm", "--model_args", "pretrained=pllava-tiny",
+            "--include_path", str(task_dir), "--batch_size", "8"]
+    runs = {}
+    for name, args in {"gen": ["--tasks", GEN_TASKS], "mc": ["--force_simple", "--tasks", "videolm_synthetic_mc"]}.items():
+        proc = subprocess.run(prefix + base + args + ["--output_path", str(out / name)], env=env,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        got[name], rows[name] = _results(tmp_path / name), _table_rows(proc.stdout)
-    qa = got["gen"]["videolm_synthetic_qa"]["exact_match,none"]
-    caption = got["gen"]["videolm_synthetic_caption"]["attribute_acc,none"]
-    mc = got["mc"]["videolm_synthetic_mc"]["acc,none"]
-    print(f"lmms-eval: qa exact_match {qa:.4f}, mc acc {mc:.4f}, caption attribute_acc {caption:.4f}")
-    assert qa >= 0.9 and mc >= 0.9 and caption >= 0.9
+        runs[name] = (_results(out / name), _table_rows(proc.stdout))
+    return runs
 
-    # videolm eval: the same figures, the same results file, the table on stdout (the MC run writes
-    # its own task folder from the corpus: --data)
+
+@pytest.mark.slow
+def test_lmms_eval_cli_offline(plugin_runs):
+    (gen, _), (mc, _) = plugin_runs["gen"], plugin_runs["mc"]
+    qa = gen["videolm_synthetic_qa"]["exact_match,none"]
+    caption = gen["videolm_synthetic_caption"]["attribute_acc,none"]
+    accuracy = mc["videolm_synthetic_mc"]["acc,none"]
+    print(f"lmms-eval: qa exact_match {qa:.4f}, mc acc {accuracy:.4f}, caption attribute_acc {caption:.4f}")
+    assert qa >= 0.9 and accuracy >= 0.9 and caption >= 0.9
+
+
+@pytest.mark.slow
+def test_videolm_eval_prints_the_same_figures(plugin_runs, corpus, task_dir, tmp_path):
+    """``videolm eval``: the same results, the same table rows (the MC run writes its own task folder
+    from the corpus: ``--data``)."""
+    env, prefix = _offline_env(tmp_path), _no_network()
     cmd = [sys.executable, "-m", "videolm.cli", "eval", "--model", "pllava-tiny"]
-    for name, args in (("gen", ["--include-path", str(task_dir), "--tasks", "videolm_synthetic_qa,videolm_synthetic_caption"]),
+    for name, args in (("gen", ["--include-path", str(task_dir), "--tasks", GEN_TASKS]),
                        ("mc", ["--data", str(corpus), "--splits", "train,val,test", "--force-simple",
                                "--tasks", "videolm_synthetic_mc"])):
-        proc = subprocess.run(prefix + cmd + args + ["--output-path", str(tmp_path / f"videolm-{name}")], env=env,
+        proc = subprocess.run(prefix + cmd + args + ["--output-path", str(tmp_path / name)], env=env,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert _results(tmp_path / f"videolm-{name}") == got[name]
-        assert _table_rows(proc.stdout) == rows[name] and len(rows[name]) == len(got[name])  # one row per task
+        results, rows = plugin_runs[name]
+        assert _results(tmp_path / name) == results
+        assert _table_rows(proc.stdout) == rows and len(rows) == len(results)  # one row per task
 
 
 def _table_rows(stdout: str) -> list[str]:
