@@ -468,7 +468,7 @@ def make_translator(args) -> None:
         return
     train_tokenizer([" ".join(grammar_words())], work / "tokenizer", level="word")
     config = {"preset": "tiny", "tokenizer": str(work / "tokenizer"), "d_model": args.width,
-              "ffn_dim": 2 * args.width, "encoder_layers": args.layers, "decoder_layers": args.layers}
+              "ffn_dim": 2 * args.width, "encoder_depth": args.layers, "decoder_depth": args.layers}
     module = GFSLTModule(config, stage="slt", optim=Optim(lr=args.lr, weight_decay=0.01, warmup_steps=200),
                          label_smoothing=args.label_smoothing, max_new_tokens=20)
     start, cpu = time.time(), time.process_time()

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -308,3 +309,55 @@ def test_videolm_eval_prints_the_same_figures(plugin_runs, corpus, task_dir, tmp
 def _table_rows(stdout: str) -> list[str]:
     """The rows of the results table that lmms-eval prints (``|task|filter|n-shot|metric|...``)."""
     return [line for line in stdout.splitlines() if line.startswith("|videolm_synthetic")]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_openai_backend_against_videolm_serve(plugin_runs, corpus, task_dir, tmp_path):
+    """lmms-eval's own ``openai`` model against ``videolm serve`` (video URLs passed through as
+    ``file://``, decoded by the server, 16 frames as the plugin samples): the QA task's exact match within
+    1 point of the plugin's. Loopback only (``unshare -n`` would take loopback down too)."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import urllib.request
+
+    port, env = _free_port(), _offline_env(tmp_path)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "videolm.cli", "serve", "--model", "pllava-tiny", "--port", str(port), "--device", "cpu",
+         "--allowed-local-media-path", str(corpus), "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None, "videolm serve exited:\n" + server.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "videolm serve did not start"
+            time.sleep(0.5)
+        args = (f"model_version=pllava-tiny,base_url=http://127.0.0.1:{port}/v1,api_key=unused,"
+                "pass_video_url=True,max_frames_num=16")
+        proc = subprocess.run([_lmms_eval_command(), "--model", "openai", "--model_args", args, "--tasks",
+                               "videolm_synthetic_qa", "--include_path", str(task_dir), "--output_path",
+                               str(tmp_path / "openai")], env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    served = _results(tmp_path / "openai")["videolm_synthetic_qa"]["exact_match,none"]
+    plugin = plugin_runs["gen"][0]["videolm_synthetic_qa"]["exact_match,none"]
+    print(f"exact_match: plugin {plugin:.4f}, openai backend against videolm serve {served:.4f}")
+    assert abs(served - plugin) <= 0.01

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
+from pathlib import Path
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # the exception types (anywhere in an error's cause chain) that make it a user error: one line, no traceback
@@ -47,9 +48,37 @@ def _register_parser_mode() -> None:
     set_loader(PARSER_MODE, load, exceptions=(yaml.YAMLError,))
 
 
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"  # the checkout's configs/ links here
+
+
+def config_path(path: str) -> str:
+    """A ``--config`` path: as given when that file exists; else, for ``configs/<method>/<name>.yaml`` (the
+    README's paths), the config shipped in the package, so they work from an installed videolm in any
+    folder (a ``configs/`` of the working folder comes first)."""
+    if Path(path).is_file() or not path.replace("\\", "/").startswith("configs/"):
+        return path
+    packaged = PACKAGED_CONFIGS / path.replace("\\", "/")[len("configs/"):]
+    return str(packaged) if packaged.is_file() else path
+
+
+def _config_args(args: list[str]) -> list[str]:
+    """``args`` with each ``--config`` / ``-c`` file resolved by :func:`config_path`."""
+    out, take = [], False
+    for arg in args:
+        if take:
+            out.append(config_path(arg))
+        elif arg.startswith("--config="):
+            out.append("--config=" + config_path(arg[len("--config="):]))
+        else:
+            out.append(arg)
+        take = arg in ("--config", "-c") and not take
+    return out
+
+
 def lightning_cli(args: list[str], run: bool = True):
     """The LightningCLI of every ``videolm`` training command (``fit`` ... and ``quickstart``): model and
-    data module chosen by ``class_path``; with ``run=False`` it builds them and the Trainer only."""
+    data module chosen by ``class_path``; with ``run=False`` it builds them and the Trainer only.
+    ``--config configs/...`` finds the packaged configs (:func:`config_path`)."""
     import warnings
 
     import lightning.pytorch as pl
@@ -61,7 +90,7 @@ def lightning_cli(args: list[str], run: bool = True):
     mode = {"parser_mode": PARSER_MODE}
     return LightningCLI(
         pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        args=args, run=run, save_config_kwargs={"overwrite": True},
+        args=_config_args(args), run=run, save_config_kwargs={"overwrite": True},
         parser_kwargs={**mode, **{command: mode for command in LIGHTNING_SUBCOMMANDS}},
     )
 
@@ -225,7 +254,7 @@ def _output_args(p) -> None:
 
 def _method_arg(p) -> None:
     p.add_argument("--method", default=None, help="the registered method of a hub id --model (e.g. xclip); "
-                   "checkpoints, model folders and zoo names say their own")
+                   "checkpoints, model folders, hf-hub: folders and zoo names say their own")
 
 
 def _infer_args(p, what: str) -> None:
@@ -263,40 +292,155 @@ def _run_pipeline(a, load_kwargs: dict, inputs: list[str], show, **run_kwargs) -
 
 
 def _show_text(r) -> None:
-    print(f"{r['path']}: {r['text']}")
+    print(r["path"] + (f" [{r['start']:.2f}-{r['end']:.2f} s]" if "start" in r else "") + f": {r['text']}")
+
+
+def _window_args(p, activitynet: str) -> None:
+    p.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="long videos: one result per window of this many seconds (each video read once, front to "
+                   "back, in bounded memory; --output then gets one line per window and a rerun resumes window by "
+                   "window)")
+    p.add_argument("--stride", type=float, default=None, metavar="SECONDS",
+                   help="with --window: seconds between window starts (default: the window; less: overlapping "
+                   "windows, whose shared frames are decoded once)")
+    p.add_argument("--segments", action="store_true",
+                   help="with --window: merge adjacent windows with the same top class (captions: the same text) "
+                   "into segments, shown once each video is done")
+    p.add_argument("--format", default="jsonl", choices=["jsonl", activitynet],
+                   help=f"with --window: {activitynet} prints ActivityNet's JSON of every video on stdout at the end "
+                   "(with --segments, one entry a segment); --output keeps the window lines either way")
+
+
+def _no_window_args(p, a) -> None:
+    given = {"--stride": a.stride is not None, "--segments": a.segments, "--format": a.format != "jsonl"}
+    for flag in (f for f, g in given.items() if g):
+        p.error(f"{flag} goes with --window")
+
+
+def _run_windows(a, load_kwargs: dict, show, **run_kwargs) -> int:
+    """Windowed :func:`_run_pipeline`: rows (or, with --segments, each video's segments once it is done)
+    printed as they come, every window written to --output; with --format activitynet(-captions) one JSON
+    document on stdout at the end, of every video given (windows of earlier runs included). 1 when any
+    video failed."""
+    import json
+
+    from videolm.infer import Sampling, activitynet, done_windows, expand_inputs, load, run_windows, segments
+
+    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, **load_kwargs)
+    sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
+                        max_frames=a.max_frames, start=a.start, end=a.end)
+    document = a.format != "jsonl"
+    collect = document or a.segments
+    earlier = done_windows(a.output, expand_inputs(a.videos), rows=True) if collect and a.output else {}
+    rows: dict[str, list[dict]] = {}
+    failed: set[str] = set()
+
+    def finish(path: str) -> None:  # a video's windows are all in: show its segments
+        if a.segments and not document and path not in failed and path in rows:
+            found = segments(rows[path])
+            if a.json:
+                print(json.dumps({"path": path, "segments": found}), flush=True)
+            else:
+                print(path)
+                for g in found:
+                    what = f"{g['score']:.3f}  {g['label']}" if "label" in g else g["text"]
+                    print(f"  [{g['start']:.2f}-{g['end']:.2f} s]  {what}")
+
+    current = None
+    for r in run_windows(pipe, a.videos, a.window, a.stride, a.output, progress=not a.no_progress, sampling=sampling,
+                         **run_kwargs):
+        if r["path"] != current:
+            if current is not None:
+                finish(current)
+            current = r["path"]
+            rows[current] = list(earlier.pop(current, []))
+        if "error" in r:
+            failed.add(r["path"])
+            print(f"error: {r['error']}", file=sys.stderr)
+            continue
+        if collect:
+            rows[r["path"]].append({k: v for k, v in r.items() if k in ("start", "end", "classes", "scores", "text")})
+        if not a.segments and not document:
+            print(json.dumps(r), flush=True) if a.json else show(r)
+    if current is not None:
+        finish(current)
+    if document:
+        rows = {**earlier, **rows}  # videos all done in an earlier run come from --output
+        ordered = {p: rows[p] for p in expand_inputs(a.videos) if rows.get(p)}
+        print(json.dumps(activitynet(ordered, merge=a.segments)))
+    return int(bool(failed))
 
 
 def _add_caption(sub) -> None:
     p = sub.add_parser("caption", help="caption videos with a video LLM (PLLaVA, SimVLG)")
     p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or globs")
-    _infer_args(p, "zoo name, model folder or .ckpt (default: the built-in tiny captioner)")
+    _infer_args(p, "zoo name, model folder, hf-hub:org/repo or .ckpt (default: the built-in tiny captioner)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--state-times", action="store_true", help="say in the prompt when each frame was taken")
-    p.set_defaults(func=lambda a: _run_pipeline(a, {"state_times": a.state_times}, a.videos, _show_text,
-                                                max_new_tokens=a.max_new_tokens))
+    _window_args(p, "activitynet-captions")
+
+    def run(a):
+        if a.window is not None:
+            return _run_windows(a, {"state_times": a.state_times}, _show_text, max_new_tokens=a.max_new_tokens)
+        _no_window_args(p, a)
+        return _run_pipeline(a, {"state_times": a.state_times}, a.videos, _show_text, max_new_tokens=a.max_new_tokens)
+
+    p.set_defaults(func=run)
 
 
 def _add_ask(sub) -> None:
     p = sub.add_parser("ask", help="answer a question about videos: videolm ask VIDEO... QUESTION")
     p.add_argument("items", nargs="+", metavar="VIDEO... QUESTION", help="videos (files, folders, globs), then the question")
-    _infer_args(p, "zoo name, model folder or .ckpt (default: the built-in tiny captioner)")
+    _infer_args(p, "zoo name, model folder, hf-hub:org/repo or .ckpt (default: the built-in tiny captioner)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--state-times", action="store_true", help="say in the prompt when each frame was taken")
+    p.add_argument("--stream", action="store_true", help="print each answer as it is generated (not with --json/--output)")
 
     def run(a):
         if len(a.items) < 2:
             p.error("give at least one video and a question")
+        if a.stream:
+            if a.json or a.output:
+                p.error("--stream prints text: not with --json or --output")
+            return _stream_answers(a, a.items[:-1], a.items[-1])
         return _run_pipeline(a, {"state_times": a.state_times}, a.items[:-1], _show_text, question=a.items[-1],
                              max_new_tokens=a.max_new_tokens)
 
     p.set_defaults(func=run)
 
 
+def _stream_answers(a, inputs: list[str], question: str) -> int:
+    """``videolm ask --stream``: each video's answer printed piece by piece as it is generated (the same
+    lines as without ``--stream``); 1 when any video failed."""
+    from videolm.infer import Sampling, expand_inputs, load
+    from videolm.io.errors import VideoDecodeError
+
+    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, state_times=a.state_times)
+    if not hasattr(pipe, "ask"):
+        raise ValueError(f"{a.model}: a {type(pipe).__name__.lower()} model does not answer questions")
+    sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
+                        max_frames=a.max_frames, start=a.start, end=a.end)
+    failed = 0
+    for path in expand_inputs(inputs):
+        pieces = pipe.ask(path, question, max_new_tokens=a.max_new_tokens, stream=True, sampling=sampling)
+        try:
+            first = next(pieces, "")
+        except VideoDecodeError as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        print(f"{path}: {first}", end="", flush=True)
+        for piece in pieces:
+            print(piece, end="", flush=True)
+        print(flush=True)
+    return int(bool(failed))
+
+
 def _add_translate(sub) -> None:
     p = sub.add_parser("translate", help="translate sign-language videos or frame folders into text (GFSLT)")
     p.add_argument("videos", nargs="+", help="video files, frame folders, folders (searched recursively) or globs")
     p.add_argument("--model", default=None,
-                   help="a GFSLT checkpoint (.ckpt), model folder or zoo name (default: gfslt-tiny, the built-in "
+                   help="a GFSLT checkpoint (.ckpt), model folder, hf-hub:org/repo or zoo name (default: gfslt-tiny, the built-in "
                    "translator of the synthetic corpus's gesture strip)")
     _method_arg(p)
     p.add_argument("--beams", type=int, default=4, help="beam width (1: greedy)")
@@ -364,6 +508,8 @@ def _add_quickstart(sub) -> None:
     p.add_argument("--videos", type=int, default=1000, help="corpus size when generating it")
     p.add_argument("--config", action="append", help=f"LightningCLI config (repeatable; default: {QUICKSTART_CONFIGS})")
     p.add_argument("--examples", type=int, default=3, help="test videos to caption and question")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's, one per core); the figures depend on it")
     p.add_argument("overrides", nargs="*", help="extra LightningCLI arguments for every config, after --")
     p.set_defaults(func=_quickstart)
 
@@ -384,6 +530,12 @@ def _quickstart(a) -> None:
         generate_corpus(data, videos=a.videos, seed=0, progress=True)
     data_args = [f"--data.init_args.{s}={data / (s + '.jsonl')}" for s in ("train", "val", "test")]
     configs = a.config or QUICKSTART_CONFIGS
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads (the figures depend on the thread count and "
+          "the CPU; the same command on the same machine gives the same figures)", flush=True)
     results = []
     for i, config in enumerate(configs, 1):
         cli = lightning_cli(["--config", config, *data_args, "--trainer.enable_model_summary=false", *a.overrides],
@@ -396,6 +548,7 @@ def _quickstart(a) -> None:
         best = cli.trainer.checkpoint_callback.best_model_path or None
         metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best" if best else None,
                                    verbose=False)[0]
+        print(f"  tested: {Path(best).name if best else 'the last weights'} (best val/acc)", flush=True)
         results.append((name, metrics["test/acc"], best or cli.trainer.checkpoint_callback.last_model_path))
 
     test = read_jsonl(data / "test.jsonl")
@@ -429,17 +582,18 @@ def _quickstart(a) -> None:
     print("next:")
     print(f"  videolm classify --model {results[-1][2]} {video}")
     print(f"  videolm caption {video}")
+    print(f"  videolm export {results[-1][2]} --out my-model   (a model folder; then videolm push my-model ORG/NAME)")
     print(f"  videolm fit --config {configs[-1]}   (edit the YAML: epochs, frames, learning rate, data)")
 
 
 def _add_classify(sub) -> None:
     p = sub.add_parser("classify", help="classify videos with an X-CLIP or FrameMeanCLIP model (top-k classes)")
     p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or globs")
-    _infer_args(p, "X-CLIP or FrameMeanCLIP .ckpt, transformers X-CLIP folder, zoo name or hub id (microsoft/xclip-* with --method xclip)")
+    _infer_args(p, "X-CLIP or FrameMeanCLIP .ckpt, model folder (videolm export), hf-hub:org/repo, transformers "
+                "X-CLIP folder, zoo name or hub id (microsoft/xclip-* with --method xclip)")
     p.add_argument("--labels", default=None, help="class list file, one name a line (default: the checkpoint's classes)")
     p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--window", type=float, default=None, help="classify windows of this many seconds")
-    p.add_argument("--stride", type=float, default=None, help="with --window: seconds between window starts")
+    _window_args(p, "activitynet")
 
     def show(r):
         print(r["path"] + (f" [{r['start']:.2f}-{r['end']:.2f} s]" if "start" in r else ""))
@@ -450,44 +604,19 @@ def _add_classify(sub) -> None:
         if a.model is None:
             p.error("--model is required")
         if a.window is not None:
-            return _classify_windows(a, show)
+            return _run_windows(a, {"labels": a.labels, "topk": a.topk}, show)
+        _no_window_args(p, a)
         return _run_pipeline(a, {"labels": a.labels, "topk": a.topk}, a.videos, show)
 
     p.set_defaults(func=run)
-
-
-def _classify_windows(a, show) -> int:
-    """Top-k per window of ``a.window`` seconds every ``a.stride`` seconds, for each video."""
-    import json
-
-    from videolm.infer import Sampling, expand_inputs, load
-    from videolm.io import VideoReader
-
-    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, labels=a.labels, topk=a.topk)
-    failed, stride = 0, a.stride or a.window
-    for path in expand_inputs(a.videos):
-        try:
-            with VideoReader(path) as reader:
-                duration = reader.info.duration
-        except Exception as e:  # reported like any failed video
-            failed += 1
-            print(f"error: {e}", file=sys.stderr)
-            continue
-        starts = [i * stride for i in range(max(1, int((duration - a.window) // stride) + 1))]
-        for start in starts:
-            end = min(start + a.window, duration)
-            s = Sampling(num_frames=a.frames or pipe.sampling.num_frames, start=start, end=end)
-            r = {**pipe.run([path], sampling=s)[0], "start": start, "end": end}
-            failed += "error" in r
-            print(json.dumps(r)) if a.json else (show(r) if "error" not in r else print(f"error: {r['error']}", file=sys.stderr))
-    return int(bool(failed))
 
 
 def _add_embed(sub) -> None:
     p = sub.add_parser("embed", help="video embeddings of a model with a video encoder (TVTS, X-CLIP, FrameMeanCLIP) "
                                      "into a safetensors file")
     p.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or globs")
-    p.add_argument("--model", required=True, help="a videolm .ckpt, a zoo name (tvtsv2-vit-b16 ...) or a model folder")
+    p.add_argument("--model", required=True, help="a videolm .ckpt, a zoo name (tvtsv2-vit-b16 ...), a model folder or "
+                   "hf-hub:org/repo")
     _method_arg(p)
     p.add_argument("--output", required=True, metavar="FEATS.safetensors",
                    help="written with 'features' (N, E) and the N paths (JSON list) in the metadata key 'paths'")
@@ -598,6 +727,77 @@ def _add_eval(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API, with a demo page "
+                                     '(pip install "videolm[serve]")',
+                       description="OpenAI-compatible server (vLLM's conventions): /v1/chat/completions with "
+                       "video_url / image_url parts and streaming, /v1/embeddings, /v1/models, /health, and a demo "
+                       "page at /. Requests that arrive together are batched.")
+
+    def run(a):
+        from videolm.serve import run as serve
+
+        return serve(a)
+
+    from videolm.serve import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a model as a folder (config.json, model.safetensors, tokenizer, README "
+                                      "model card) that videolm.load, every command and `videolm push` take")
+    p.add_argument("source", metavar="CKPT_OR_NAME",
+                   help="a videolm .ckpt (or sharded checkpoint folder), a zoo name, a model folder or hf-hub:org/repo")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (new or empty)")
+    _method_arg(p)
+    p.add_argument("--license", default=None,
+                   help="Hub licence id for the card (default: the base model's, else apache-2.0)")
+
+    def run(a):
+        from videolm.hub import export, folder_files
+
+        folder = export(a.source, a.out, method=a.method, license=a.license)
+        print(f"wrote {folder}:")
+        for name in folder_files(folder):
+            print(f"  {name}  ({(folder / name).stat().st_size:,} bytes)")
+        print(f"load: videolm.load({str(folder)!r}); push: videolm push {folder} ORG/NAME")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_push(sub) -> None:
+    p = sub.add_parser("push", help="upload a model folder (videolm export) to a Hugging Face Hub repository; "
+                                    "then load it as hf-hub:ORG/NAME")
+    p.add_argument("folder", metavar="DIR", help="a model folder written by videolm export")
+    p.add_argument("repo", metavar="ORG/NAME", help="the Hub repository (created when missing)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", default=None, metavar="BRANCH",
+                   help="branch to commit to (created from main when missing; default main)")
+    p.add_argument("--message", default=None, help="commit message")
+    p.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; send nothing")
+
+    def run(a):
+        from pathlib import Path
+
+        from videolm.hub import push
+
+        out = push(a.folder, a.repo, private=a.private, revision=a.revision, dry_run=a.dry_run, message=a.message)
+        where = f"{a.repo} (branch {out['revision']}{', private' if a.private else ''})"
+        print(f"{'would upload' if a.dry_run else 'uploaded'} {len(out['files'])} files to {where}:")
+        for name in out["files"]:
+            print(f"  {name}  ({(Path(a.folder) / name).stat().st_size:,} bytes)")
+        if not a.dry_run:
+            pinned = f"hf-hub:{a.repo}@{out['commit']}"
+            print(f"commit {out['commit']}: {out['url']}\nload: videolm.load('hf-hub:{a.repo}"
+                  f"{'@' + a.revision if a.revision else ''}') (this commit: {pinned})")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videolm",
@@ -609,7 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on an error, print its full traceback instead of one line (any command)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_quickstart, _add_classify, _add_caption, _add_ask, _add_translate, _add_embed,
-                _add_zoo, _add_eval):
+                _add_serve, _add_export, _add_push, _add_zoo, _add_eval):
         add(sub)
     return parser
 

@@ -1,6 +1,7 @@
 """Inference on video files for any registered model: ``videolm.load`` and the batch commands.
 
-:func:`load` takes a zoo name, a model folder, a videolm Lightning checkpoint (``.ckpt``) or nothing (the
+:func:`load` takes a zoo name, a model folder (``videolm export``'s, or a foreign one its method reads),
+``hf-hub:org/repo[@revision]`` (a model folder on the Hub), a videolm Lightning checkpoint (``.ckpt``) or nothing (the
 built-in tiny captioner, ``videolm/assets/pllava_tiny``; ``videolm translate`` defaults to
 :data:`DEFAULT_TRANSLATOR`, the built-in tiny translator ``videolm/assets/gfslt_tiny``) and returns the
 pipeline its method's task calls for (the registry in ``videolm.models`` decides; :data:`PIPELINES`): a
@@ -10,14 +11,20 @@ transforms frames as the model's ``input_spec`` says (by count or by rate, insid
 ``videolm.data.sampling.sample_indices``), batches videos, and reports a
 file that fails (``{"path", "error"}``) without stopping the others. :func:`run_batch` adds what large
 runs need: inputs given as files, folders or globs, one JSON line per video written as it finishes, and a
-rerun that skips the videos already in the output file.
+rerun that skips the videos already in the output file. Long videos go window by window
+(:meth:`Pipeline.windows`, :func:`run_windows`): one result per window of a few seconds, read in one pass
+with bounded memory, resumable window by window; :func:`segments` merges equal neighbours and
+:func:`activitynet` writes ActivityNet's detection and dense-captioning JSON.
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import sys
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -33,7 +40,8 @@ from videolm.io.errors import VideoDecodeError
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "pllava_tiny"
 DEFAULT_TRANSLATOR = "gfslt-tiny"  # zoo card of videolm/assets/gfslt_tiny
 __all__ = ["CAPTION_PROMPT", "DEFAULT_MODEL", "DEFAULT_TRANSLATOR", "PIPELINES", "Captioner", "Classifier", "Embedder",
-           "Sampling", "Translator", "load", "run_batch"]
+           "GenerationCancelled", "Sampling", "TextPieces", "Translator", "activitynet", "load", "plan_windows",
+           "run_batch", "run_windows", "segments"]
 
 
 @dataclass
@@ -60,17 +68,25 @@ class Pipeline:
         self.sampling = Sampling(num_frames=spec.num_frames)
         self.transform = spec.transform()
 
-    def frames(self, path: str | Path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
-        """The sampled, normalised frames of one video ``(T, C, H, W)`` and their metadata:
-        ``{"timestamps": (T,) seconds, "duration": seconds, "fps"}``."""
+    def sample(self, source, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
+        """The sampled frames of one video as decoded, uint8 ``(T, H, W, 3)``, and their metadata:
+        ``{"timestamps": (T,) seconds, "duration": seconds, "fps"}``. ``source``: a path, the bytes of a
+        video file, or an open reader (anything with ``info`` and ``get_frames``, e.g. a
+        :class:`videolm.io.VideoReader`; the caller closes it)."""
         s = sampling or self.sampling
-        with VideoReader(path, backend=self.backend) as reader:
+        opened = hasattr(source, "get_frames")
+        with nullcontext(source) if opened else VideoReader(source, backend=self.backend) as reader:
             info = reader.info
             count = None if s.fps else s.num_frames
             idx = sample_indices(info, num_frames=count, fps=s.fps, min_frames=s.min_frames,
                                  max_frames=s.max_frames, start=s.start, end=s.end, mode="segment")
             frames = reader.get_frames(idx.tolist())
-        meta = {"timestamps": timestamps(idx, info.fps), "duration": info.duration, "fps": info.fps}
+        return frames, {"timestamps": timestamps(idx, info.fps), "duration": info.duration, "fps": info.fps}
+
+    def frames(self, path, sampling: Sampling | None = None) -> tuple[torch.Tensor, dict]:
+        """The sampled, normalised frames of one video ``(T, C, H, W)`` and their metadata (:meth:`sample`,
+        which says what ``path`` may be)."""
+        frames, meta = self.sample(path, sampling)
         return self.transform(frames), meta
 
     def predict(self, videos: torch.Tensor, meta: list[dict], **kwargs) -> list[dict]:
@@ -103,6 +119,101 @@ class Pipeline:
             for p in chunk:
                 yield done[p] if p in done else {"path": p, "error": failed[p]}
 
+    def windows(self, path: str | Path, window: float, stride: float | None = None, sampling: Sampling | None = None,
+                skip: Iterable[tuple[float, float]] = (), stats: dict | None = None, **kwargs) -> Iterator[dict]:
+        """One result per window of ``window`` seconds every ``stride`` seconds (default: ``window``) of
+        one video, in time order: ``{"path", "start", "end", ...}`` (:func:`plan_windows`; ``sampling``
+        takes each window's frames as it takes a video's, and its ``start`` / ``end`` bound the windows).
+        The video is read once, front to back (:meth:`VideoReader.iter_frames`): every frame that some
+        window samples is decoded and transformed once, even where windows overlap, and only the frames
+        later windows still need are kept, so memory does not grow with the video's length. ``skip``:
+        ``(start, end)`` of windows already answered (a resumed run; they are neither decoded nor
+        yielded). A file that fails yields ``{"path", "error"}`` and ends its windows. ``stats``, when
+        given, gets ``windows``, ``frames_sampled`` (by all windows), ``frames_decoded``, ``frames_held``
+        (the most frames held at once) and the seconds spent in ``decode``, ``transform`` and ``model``."""
+        path, s = str(path), sampling or self.sampling
+        stats = {} if stats is None else stats
+        for key in ("windows", "frames_sampled", "frames_decoded", "frames_held", "decode", "transform", "model"):
+            stats.setdefault(key, 0)
+        try:
+            reader = VideoReader(path, backend=self.backend)
+        except (VideoDecodeError, OSError, ValueError) as e:
+            yield {"path": path, "error": _error_text(path, e)}
+            return
+        with reader:
+            try:
+                info = reader.info
+                skip = {(float(a), float(b)) for a, b in skip}
+                plan = [w for w in plan_windows(info, window, stride, s) if (w[0], w[1]) not in skip]
+            except (VideoDecodeError, OSError, IndexError, ValueError) as e:
+                yield {"path": path, "error": _error_text(path, e)}
+                return
+            clips = self._window_clips(reader, plan, stats)
+            while True:
+                try:
+                    batch = list(itertools.islice(clips, self.batch_size))
+                except (VideoDecodeError, OSError, IndexError, ValueError) as e:
+                    yield {"path": path, "error": _error_text(path, e)}
+                    return
+                if not batch:
+                    return
+                results: dict[int, dict] = {}
+                by_length: dict[int, list[int]] = {}
+                for k, (_, _, clip, _) in enumerate(batch):  # by rate, the last window may take fewer frames
+                    by_length.setdefault(clip.shape[0], []).append(k)
+                started = time.perf_counter()
+                for group in by_length.values():
+                    with torch.inference_mode():
+                        out = self.predict(torch.stack([batch[k][2] for k in group]).to(self.device),
+                                           [batch[k][3] for k in group], **kwargs)
+                    results.update(zip(group, out))
+                stats["model"] += time.perf_counter() - started
+                for k, (start, end, _, _) in enumerate(batch):
+                    stats["windows"] += 1
+                    yield {"path": path, "start": start, "end": end, **results[k]}
+
+    def _window_clips(self, reader: VideoReader, plan: list[tuple[float, float, torch.Tensor]], stats: dict):
+        """``(start, end, clip, meta)`` of each planned window, in order, from one forward pass over the
+        frames they sample (each decoded and transformed once; a frame is dropped after its last window)."""
+        if not plan:
+            return
+        fps = reader.info.fps
+        last_use: dict[int, int] = {}
+        for w, (_, _, idx) in enumerate(plan):
+            last_use.update((i, w) for i in idx.tolist())
+            stats["frames_sampled"] += len(idx)
+        frames = reader.iter_frames(sorted(last_use))
+        ready: dict[int, torch.Tensor] = {}  # frame index -> transformed frame (C, H, W)
+        pending: list[tuple[int, torch.Tensor]] = []  # decoded, not yet transformed
+
+        def transform_pending():
+            started = time.perf_counter()
+            out = self.transform(torch.stack([f for _, f in pending]))
+            ready.update(zip((i for i, _ in pending), out))
+            pending.clear()
+            stats["transform"] += time.perf_counter() - started
+
+        for w, (start, end, idx) in enumerate(plan):
+            wanted = idx.tolist()
+            top = max(wanted)
+            while top not in ready:
+                started = time.perf_counter()
+                i, frame = next(frames)
+                stats["decode"] += time.perf_counter() - started
+                stats["frames_decoded"] += 1
+                pending.append((i, frame))
+                stats["frames_held"] = max(stats["frames_held"], len(ready) + len(pending))
+                if i == top or len(pending) >= self.TRANSFORM_CHUNK:
+                    transform_pending()
+            clip = torch.stack([ready[i] for i in wanted])
+            for i in set(wanted):
+                if last_use[i] == w:
+                    del ready[i]
+            meta = {"timestamps": timestamps(idx, fps) - start, "duration": end - start, "fps": fps}
+            yield start, end, clip, meta
+
+    TRANSFORM_CHUNK = 16  # decoded frames transformed together by windows()
+
 
 class Classifier(Pipeline):
     """Top-k classes of each video (a class-prompt classifier's LightningModule: X-CLIP, FrameMeanCLIP)."""
@@ -128,32 +239,169 @@ class Classifier(Pipeline):
         return _one_or_many(self, paths, lambda r: r)
 
 
+class GenerationCancelled(Exception):
+    """Raised by :class:`TextPieces` inside generation when every reader of its rows has gone."""
+
+
+class TextPieces:
+    """A transformers streamer for batched generation that hands each row's text on as it grows:
+    ``on_piece(row, piece)``, pieces that join to the row's final (stripped) text once :meth:`finish`
+    has been given the decoded results. A word (with the space before it) is held back until the next
+    one starts (or the row ends), so that detokenisation never has to take back text already sent.
+
+    It counts each row's prompt positions (``prompt_tokens``, from ``begin``) and generated tokens up
+    to and including its end token (``completion_tokens``), and whether the row ended (``ended``; else
+    it ran out of tokens). ``cancelled()`` true makes the next step raise :class:`GenerationCancelled`.
+    """
+
+    def __init__(self, tokenizer, on_piece: Callable[[int, str], None], cancelled: Callable[[], bool] | None = None):
+        self.tokenizer, self.on_piece, self.cancelled = tokenizer, on_piece, cancelled
+        self.prompt_tokens: list[int] = []
+        self.tokens: list[list[int]] = []
+        self.ended: list[bool] = []
+        self.sent: list[str] = []
+        self.eos = None
+
+    def begin(self, prompt_lengths: list[int], eos_token_id=None) -> None:
+        n = len(prompt_lengths)
+        self.prompt_tokens, self.eos = [int(x) for x in prompt_lengths], eos_token_id
+        self.tokens, self.ended, self.sent = [[] for _ in range(n)], [False] * n, [""] * n
+
+    def _is_end(self, token: int) -> bool:
+        return token in self.eos if isinstance(self.eos, (list, tuple, set)) else token == self.eos
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise GenerationCancelled()
+        if value.dim() > 1:  # the prompt (empty when generating from embeddings)
+            return
+        if not self.tokens:
+            self.begin([0] * value.shape[0])
+        for row, token in enumerate(value.tolist()):
+            if self.ended[row]:
+                continue
+            self.tokens[row].append(token)
+            if self._is_end(token):
+                self.ended[row] = True
+                continue
+            text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True).strip()
+            if "\ufffd" in text:  # a character split across tokens
+                continue
+            cut = text.rfind(" ")  # up to the word being written, whose space goes with it: a detokeniser
+            self._send(row, text[:cut] if cut > 0 else "")  # that drops a space before punctuation takes nothing back
+
+    def _send(self, row: int, visible: str) -> None:
+        if len(visible) > len(self.sent[row]) and visible.startswith(self.sent[row]):
+            piece, self.sent[row] = visible[len(self.sent[row]):], visible
+            self.on_piece(row, piece)
+
+    def end(self) -> None:
+        pass
+
+    def finish(self, texts: Sequence[str]) -> bool:
+        """Send what is left of each row's final text; False when a row's text differs from what was
+        already sent (it cannot be taken back)."""
+        if not self.tokens:
+            self.begin([0] * len(texts))
+        ok = True
+        for row, text in enumerate(texts):
+            ok &= text.startswith(self.sent[row])
+            self._send(row, text)
+        return ok
+
+    @property
+    def completion_tokens(self) -> list[int]:
+        return [len(t) for t in self.tokens]
+
+
 class Captioner(Pipeline):
     """Captions and answers of a video LLM (``model.generate_text``: PLLaVA, SimVLG). With
-    ``state_times`` the prompt says when each frame was taken (models that take ``timestamps``)."""
+    ``state_times`` the prompt says when each frame was taken (models that take ``timestamps``).
+    ``caption`` and ``ask`` with ``stream=True`` yield the text in pieces as it is generated."""
 
     def __init__(self, model, state_times: bool = False, **kwargs):
         super().__init__(model.eval(), model.input_spec, **kwargs)
         self.model.to(self.device)
         self.state_times = state_times
 
-    def predict(self, videos: torch.Tensor, meta: list[dict], question: str | None = None,
-                max_new_tokens: int = 32) -> list[dict]:
-        questions = None if question is None else [question] * len(videos)
+    @property
+    def answers_questions(self) -> bool:
+        """False for a model that only captions (SimVLG)."""
+        return getattr(self.model, "answers_questions", True)
+
+    def predict(self, videos: torch.Tensor, meta: list[dict], question: str | Sequence[str] | None = None,
+                max_new_tokens: int = 32, **generate) -> list[dict]:
+        """``question``: one for every video, or one per video; ``generate``: ``streamer``, ``temperature``,
+        ``top_p`` for ``model.generate_text`` (given only when set)."""
+        if question is None or isinstance(question, str):
+            questions = None if question is None else [question] * len(videos)
+        else:
+            questions = list(question)
         times = {}
         if self.state_times:
             times = {"timestamps": torch.stack([m["timestamps"] for m in meta]),
                      "durations": [m["duration"] for m in meta]}
-        texts = self.model.generate_text(videos, questions, max_new_tokens=max_new_tokens, **times)
+        generate = {k: v for k, v in generate.items() if v is not None}
+        texts = self.model.generate_text(videos, questions, max_new_tokens=max_new_tokens, **times, **generate)
         return [{"text": t} for t in texts]
 
-    def caption(self, paths, max_new_tokens: int = 32):
-        """The caption of one video (str) or of several (list; ``None`` where a file failed)."""
-        return _one_or_many(self, paths, lambda r: r["text"], max_new_tokens=max_new_tokens)
+    def caption(self, paths, max_new_tokens: int = 32, stream: bool = False, sampling: Sampling | None = None):
+        """The caption of one video (str) or of several (list; ``None`` where a file failed); with
+        ``stream`` (one video) an iterator of its pieces as they are generated."""
+        if stream:
+            return self._stream_text(paths, None, max_new_tokens, sampling)
+        return _one_or_many(self, paths, lambda r: r["text"], max_new_tokens=max_new_tokens, sampling=sampling)
 
-    def ask(self, paths, question: str, max_new_tokens: int = 32):
-        """The answer to ``question`` about one video (str) or several (list)."""
-        return _one_or_many(self, paths, lambda r: r["text"], question=question, max_new_tokens=max_new_tokens)
+    def ask(self, paths, question: str, max_new_tokens: int = 32, stream: bool = False,
+            sampling: Sampling | None = None):
+        """The answer to ``question`` about one video (str) or several (list); with ``stream`` (one
+        video) an iterator of the answer's pieces as they are generated, which join to the answer."""
+        if stream:
+            return self._stream_text(paths, question, max_new_tokens, sampling)
+        return _one_or_many(self, paths, lambda r: r["text"], question=question, max_new_tokens=max_new_tokens,
+                            sampling=sampling)
+
+    def _stream_text(self, path, question: str | None, max_new_tokens: int,
+                     sampling: Sampling | None) -> Iterator[str]:
+        if not isinstance(path, (str, Path)):
+            raise ValueError("stream=True takes one video")
+        return self._pieces(path, question, max_new_tokens, sampling)
+
+    def _pieces(self, path, question, max_new_tokens, sampling) -> Iterator[str]:
+        import queue
+        import threading
+
+        try:
+            clip, meta = self.frames(path, sampling)
+        except (OSError, IndexError, ValueError) as e:  # as Pipeline.stream reports a file that fails
+            raise VideoDecodeError(path, str(e)) from None
+        pieces: queue.Queue = queue.Queue()
+        gone = threading.Event()
+        streamer = TextPieces(self.model.tokenizer, lambda row, piece: pieces.put(piece), gone.is_set)
+        done = object()
+
+        def run():
+            try:
+                with torch.inference_mode():
+                    texts = self.predict(clip[None].to(self.device), [meta], question, max_new_tokens,
+                                         streamer=streamer)
+                streamer.finish([texts[0]["text"]])
+                pieces.put(done)
+            except GenerationCancelled:
+                pieces.put(done)
+            except BaseException as e:  # handed to the reader
+                pieces.put(e)
+
+        worker = threading.Thread(target=run, name="videolm-stream", daemon=True)
+        worker.start()
+        try:
+            while (item := pieces.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:  # the reader stopped early: generation stops at its next step
+            gone.set()
+            worker.join()
 
     def answer(self, items: Sequence[tuple[str | Path, str | None]], sampling: Sampling | None = None,
                max_new_tokens: int = 32) -> list[str | None]:
@@ -180,15 +428,11 @@ class Captioner(Pipeline):
             for group in by_length.values():
                 clips, metas = zip(*(decoded[chunk[i][0]] for i in group))
                 questions = [chunk[i][1] for i in group]
-                times = {}
-                if self.state_times:
-                    times = {"timestamps": torch.stack([m["timestamps"] for m in metas]),
-                             "durations": [m["duration"] for m in metas]}
-                with torch.inference_mode():  # as predict, with a question per clip (None for all: captions)
-                    results = self.model.generate_text(torch.stack(clips).to(self.device),
-                                                       None if all(q is None for q in questions) else questions,
-                                                       max_new_tokens=max_new_tokens, **times)
-                texts.update(zip(group, results))
+                with torch.inference_mode():  # a question per clip; None for all of them: captions
+                    results = self.predict(torch.stack(clips).to(self.device), list(metas),
+                                           None if all(q is None for q in questions) else questions,
+                                           max_new_tokens=max_new_tokens)
+                texts.update({i: r["text"] for i, r in zip(group, results)})
             out += [texts.get(i) for i in range(len(chunk))]
         return out
 
@@ -258,6 +502,9 @@ class Translator(Pipeline):
         texts = self.model.translate(videos, None, num_beams=num_beams or self.num_beams, max_new_tokens=max_new_tokens)
         return [{"text": t} for t in texts]
 
+    def windows(self, path, window, stride=None, sampling=None, **kwargs):
+        raise ValueError("a translator reads every frame of a video: windows are for classifiers and captioners")
+
     def translate(self, paths, num_beams: int | None = None, max_new_tokens: int = 150):
         """The translation of one video (str) or of several (list; ``None`` where a file failed)."""
         return _one_or_many(self, paths, lambda r: r["text"], num_beams=num_beams, max_new_tokens=max_new_tokens)
@@ -296,12 +543,17 @@ def load(name_or_path: str | Path | None = None, task: str | None = None, method
             from videolm.data.manifests import read_class_names
 
             labels = read_class_names(labels)
+        from videolm.hub import is_model_folder, load_folder_module
+
         if is_checkpoint(source):
             module = load_module(source, found.name)
+        elif isinstance(source, Path) and is_model_folder(source):  # a folder `videolm export` wrote
+            module = load_folder_module(source)
         elif found.loader is not None:
             module = found.get("module")(init_from=str(source))
         else:
-            raise ValueError(f"{name_or_path}: {found.name} classifiers load from a videolm .ckpt")
+            raise ValueError(f"{name_or_path}: {found.name} classifiers load from a videolm .ckpt or a model folder "
+                             "(videolm export)")
         pipe = Classifier(module, labels, topk, **options)
     else:
         model = load_model(source, found.name, **kwargs)
@@ -310,6 +562,105 @@ def load(name_or_path: str | Path | None = None, task: str | None = None, method
     if num_frames:
         pipe.sampling.num_frames = num_frames
     return pipe
+
+
+def _error_text(path: str, e: Exception) -> str:
+    return str(e) if isinstance(e, VideoDecodeError) else str(VideoDecodeError(path, str(e)))
+
+
+def plan_windows(info, window: float, stride: float | None = None,
+                 sampling: Sampling | None = None) -> list[tuple[float, float, torch.Tensor]]:
+    """``(start, end, frame indices)`` of the windows of a video (``info``: its ``VideoInfo``): ``window``
+    seconds long, starting every ``stride`` seconds (default ``window``) from ``sampling.start`` (0) until
+    one reaches ``sampling.end`` (the video's end); the last one ends there, shorter if need be. Times are
+    rounded to the millisecond. Each window's frames are sampled as ``sampling`` says (by count or by
+    rate; TSN segment middles; default 8 frames)."""
+    s = sampling or Sampling(num_frames=8)
+    stride = window if stride is None else stride
+    if not window > 0 or not stride > 0:
+        raise ValueError(f"window and stride must be > 0 seconds, got {window} and {stride}")
+    first = s.start or 0.0
+    last = info.duration if s.end is None else min(s.end, info.duration)
+    count = None if s.fps else s.num_frames
+    plan = []
+    for k in itertools.count():
+        start = round(first + k * stride, 3)
+        if start >= last:
+            break
+        end = round(min(start + window, last), 3)
+        try:
+            idx = sample_indices(info, num_frames=count, fps=s.fps, min_frames=s.min_frames, max_frames=s.max_frames,
+                                 start=start, end=end, mode="segment")
+        except ValueError:  # no frame in this last sliver of the video
+            if plan:
+                break
+            raise
+        plan.append((start, end, idx))
+        if end >= last:
+            break
+    return plan
+
+
+def segments(rows: Sequence[dict]) -> list[dict]:
+    """Adjacent windows (rows of one video, ``{"start", "end", "classes", "scores"}`` or ``{..., "text"}``)
+    with the same top class (or the same text) merged: ``{"label", "start", "end", "score"}`` (the mean
+    top score of its windows) or ``{"text", "start", "end"}``, in time order. Where two segments meet, in
+    the middle of the overlap of their windows (the start of the next window when windows do not
+    overlap), one ends and the other starts: the segments tile the windows' span without overlapping."""
+    rows = sorted((r for r in rows if "error" not in r), key=lambda r: (r["start"], r["end"]))
+    out: list[dict] = []
+    for k, r in enumerate(rows):
+        label = r["classes"][0] if "classes" in r else r["text"]
+        if out and out[-1]["_label"] == label:
+            out[-1]["_scores"].append(r["scores"][0] if "scores" in r else None)
+            continue
+        start = r["start"]
+        if out:
+            start = round((r["start"] + rows[k - 1]["end"]) / 2, 3)
+            out[-1]["end"] = start
+        out.append({"_label": label, "start": start, "_scores": [r["scores"][0] if "scores" in r else None]})
+    if out:
+        out[-1]["end"] = rows[-1]["end"]
+    result = []
+    for seg in out:
+        if seg["_scores"][0] is None:
+            result.append({"text": seg["_label"], "start": seg["start"], "end": seg["end"]})
+        else:
+            result.append({"label": seg["_label"], "start": seg["start"], "end": seg["end"],
+                           "score": sum(seg["_scores"]) / len(seg["_scores"])})
+    return result
+
+
+def video_ids(paths: Iterable[str]) -> dict[str, str]:
+    """ActivityNet's video id of each path: its file name without the suffix (``v_abc.mp4`` -> ``v_abc``),
+    or the whole path where two paths share a name."""
+    paths = list(dict.fromkeys(paths))
+    stems = [Path(p).stem for p in paths]
+    return {p: stem if stems.count(stem) == 1 else p for p, stem in zip(paths, stems)}
+
+
+def activitynet(rows_by_path: dict[str, Sequence[dict]], merge: bool = True) -> dict:
+    """Windowed results as ActivityNet JSON: for classifier rows the detection format (``{"version":
+    "VERSION 1.3", "results": {id: [{"label", "score", "segment": [start, end]}]}, "external_data": {}}``:
+    one entry per :func:`segments` segment, or with ``merge=False`` one per window and top-k class); for
+    caption rows the dense-captioning format (``{"version": "VERSION 1.0", "results": {id: [{"sentence",
+    "timestamp": [start, end]}]}, ...}``: one per window, or per run of equal captions with ``merge``).
+    Ids: :func:`video_ids`."""
+    ids = video_ids(rows_by_path)
+    captions = any("text" in r for rows in rows_by_path.values() for r in rows)
+    results: dict[str, list[dict]] = {}
+    for path, rows in rows_by_path.items():
+        rows = sorted((r for r in rows if "error" not in r), key=lambda r: (r["start"], r["end"]))
+        if captions:
+            spans = segments(rows) if merge else rows
+            results[ids[path]] = [{"sentence": r["text"], "timestamp": [r["start"], r["end"]]} for r in spans]
+        elif merge:
+            results[ids[path]] = [{"label": g["label"], "score": g["score"], "segment": [g["start"], g["end"]]}
+                                  for g in segments(rows)]
+        else:
+            results[ids[path]] = [{"label": c, "score": p, "segment": [r["start"], r["end"]]}
+                                  for r in rows for c, p in zip(r["classes"], r["scores"])]
+    return {"version": "VERSION 1.0" if captions else "VERSION 1.3", "results": results, "external_data": {}}
 
 
 # -- batch runs -------------------------------------------------------------------------------------------
@@ -337,17 +688,81 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
 
 def done_paths(output: str | Path) -> set[str]:
     """The paths already answered (without error) in a JSONL results file; a torn last line is ignored."""
-    path, done = Path(output), set()
+    return {row["path"] for row in _rows(output) if "error" not in row}
+
+
+def _rows(output: str | Path) -> Iterator[dict]:
+    """The rows of a JSONL results file (none when it does not exist); a torn line is ignored."""
+    path = Path(output)
     if not path.is_file():
-        return done
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and "path" in row:
+                yield row
+
+
+def done_windows(output: str | Path, paths: Iterable[str] | None = None, rows: bool = False) -> dict[str, set]:
+    """The windows already answered (without error) in a JSONL results file of :func:`run_windows`:
+    ``{path: {(start, end)}}`` (only ``paths`` when given); with ``rows``, ``{path: [row]}`` instead (one
+    row a window)."""
+    wanted = None if paths is None else set(paths)
+    done: dict = {}
+    for row in _rows(output):
+        if "error" in row or "start" not in row or (wanted is not None and row["path"] not in wanted):
             continue
-        if isinstance(row, dict) and "path" in row and "error" not in row:
-            done.add(row["path"])
-    return done
+        key = (float(row["start"]), float(row["end"]))
+        if rows:
+            done.setdefault(row["path"], {}).setdefault(key, row)
+        else:
+            done.setdefault(row["path"], set()).add(key)
+    return {p: list(v.values()) for p, v in done.items()} if rows else done
+
+
+def _append(output: str | Path):
+    """``output`` opened to append JSON lines, on a fresh line if the last run died mid-line."""
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torn = False
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, 2)
+            torn = f.read(1) != b"\n"
+    out = open(path, "a", encoding="utf-8")
+    if torn:
+        out.write("\n")
+    return out
+
+
+def run_windows(pipe: Pipeline, inputs: Sequence[str], window: float, stride: float | None = None,
+                output: str | Path | None = None, progress: bool = True, sampling: Sampling | None = None,
+                **kwargs) -> Iterator[dict]:
+    """:meth:`Pipeline.windows` over ``inputs`` (:func:`expand_inputs`), video after video. With
+    ``output``, append one JSON line per window as it finishes (flushed) and skip the windows already
+    answered there: a rerun writes nothing new, and a run stopped in the middle of a video goes on from
+    its first window not yet written (a failed window or video is tried again). Yields every new row."""
+    from tqdm import tqdm
+
+    paths = expand_inputs(inputs)
+    done = done_windows(output, paths) if output is not None else {}
+    out = _append(output) if output is not None else None
+    try:
+        bar = tqdm(unit="window", disable=not progress, file=sys.stderr)
+        for path in paths:
+            for row in pipe.windows(path, window, stride, sampling, skip=done.get(path, ()), **kwargs):
+                if out is not None:
+                    out.write(json.dumps(row) + "\n")
+                    out.flush()
+                bar.update(1)
+                yield row
+        bar.close()
+    finally:
+        if out is not None:
+            out.close()
 
 
 def run_batch(pipe: Pipeline, inputs: Sequence[str], output: str | Path | None = None, progress: bool = True,
@@ -361,11 +776,7 @@ def run_batch(pipe: Pipeline, inputs: Sequence[str], output: str | Path | None =
     if output is not None:
         skip = done_paths(output)
         paths = [p for p in paths if p not in skip]
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        torn = Path(output).is_file() and Path(output).stat().st_size and not Path(output).read_bytes().endswith(b"\n")
-        out = open(output, "a", encoding="utf-8")
-        if torn:  # the last run died mid-line: start on a fresh one
-            out.write("\n")
+        out = _append(output)
     try:
         bar = tqdm(total=len(paths), unit="video", disable=not progress, file=sys.stderr)
         for result in pipe.stream(paths, **kwargs):

@@ -199,7 +199,7 @@ def _official_block(x, s, i, frames, heads=2):
 def test_official_checkpoint_into_tvts(tmp_path):
     state = official_state()
     path = write_official(tmp_path / "TVTSv2_ViT_B_16.pth", state)
-    model = load_tvts(path, head_width=16, sort_heads=2)
+    model = load_tvts(path, head_width=16, sort_num_heads=2)
     c = model.config
     assert (c.num_frames, c.windows, c.mask_ratio, c.sort_depth) == (FRAMES, 4, 0.5, 2)
     assert (model.image_size, clip_lib.vision_width(model.clip), clip_lib.embed_dim(model.clip)) == (32, WIDTH, 16)
@@ -237,7 +237,7 @@ def test_released_file_in_a_folder_and_the_registry(tmp_path):
     write_official(folder / "TVTSv2_ViT_B_16.pth", official_state(sort=False))
     loader = get_method("tvts").get("loader")
     assert loader is load_tvts
-    model = loader(folder, head_width=16, sort_heads=2)
+    model = loader(folder, head_width=16, sort_num_heads=2)
     assert model.config.windows == 4 and model.sort.head.out_features == 4  # no pred_model: an untrained head
     (folder / "second.pth").write_bytes(b"")
     with pytest.raises(ValueError, match="tvtsv2-vit-b16: expected one official TVTSv2 .pth"):

@@ -44,7 +44,7 @@ def trainer(tmp_path, **kw):
 
 
 def test_config_presets_and_vlp_losses(tokenizer_dir):
-    assert GFSLTConfig().d_model == 1024 and GFSLTConfig().encoder_layers == GFSLTConfig().decoder_layers == 3
+    assert GFSLTConfig().d_model == 1024 and GFSLTConfig().encoder_depth == GFSLTConfig().decoder_depth == 3
     model = GFSLT(tiny(tokenizer_dir), pretraining=True)
     assert math.isclose(model.logit_scale.item(), math.log(1 / 0.07), rel_tol=1e-6)
     assert model.image_head.bias is None and model.input_spec.image_size == 64 and model.input_spec.max_frames == 300
@@ -141,7 +141,7 @@ def test_official_checkpoint_loads(tokenizer_dir, tmp_path):
     from videolm.convert.gfslt import load_official
     from videolm.models import get_method
 
-    cfg = tiny(tokenizer_dir, frame_encoder="resnet18", d_model=32, heads=2, ffn_dim=48, conv_blocks=2)
+    cfg = tiny(tokenizer_dir, frame_encoder="resnet18", d_model=32, num_heads=2, ffn_dim=48, conv_blocks=2)
     model = GFSLT(cfg).eval()
     with torch.no_grad():
         model.sign_emb[1].running_mean.normal_()
@@ -150,15 +150,15 @@ def test_official_checkpoint_loads(tokenizer_dir, tmp_path):
                 "args": argparse.Namespace(batch_size=2, config="configs/config_gloss_free.yaml")}, path)
     with pytest.raises(Exception):  # the argparse object: torch's own safe load refuses the file
         torch.load(path, weights_only=True)
-    loaded = load_official(path, tokenizer=tokenizer_dir, heads=2)
+    loaded = load_official(path, tokenizer=tokenizer_dir, num_heads=2)
     assert get_method("gfslt").get("loader") is load_official
     assert (loaded.config.d_model, loaded.config.frame_encoder, loaded.config.conv_blocks) == (32, "resnet18", 2)
-    assert (loaded.config.encoder_layers, loaded.config.ffn_dim) == (2, 48)
+    assert (loaded.config.encoder_depth, loaded.config.ffn_dim) == (2, 48)
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
     video, mask = _batch(2, t=24, size=32)
     assert loaded.translate(video, mask, max_new_tokens=5) == model.translate(video, mask, max_new_tokens=5)
-    from_folder = load_official(tmp_path, tokenizer=tokenizer_dir, heads=2)  # the folder holding checkpoint.pth
+    from_folder = load_official(tmp_path, tokenizer=tokenizer_dir, num_heads=2)  # the folder holding checkpoint.pth
     assert torch.equal(from_folder.sign_emb[1].running_mean, model.sign_emb[1].running_mean)
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="bad.pth"):
@@ -173,7 +173,7 @@ def test_saved_folder_loads_back_through_the_registry(tokenizer_dir, tmp_path):
     from videolm.infer import Translator, load
     from videolm.models import detect_method
 
-    model = GFSLT(tiny(tokenizer_dir, heads=2, ffn_dim=96, max_positions=40)).eval()
+    model = GFSLT(tiny(tokenizer_dir, num_heads=2, ffn_dim=96, max_positions=40)).eval()
     with torch.no_grad():
         model.sign_emb[1].running_var.uniform_(0.5, 2.0)
     folder = save_gfslt(model, tmp_path / "translator")
@@ -181,7 +181,7 @@ def test_saved_folder_loads_back_through_the_registry(tokenizer_dir, tmp_path):
     pipe = load(folder, device="cpu")
     assert isinstance(pipe, Translator)
     loaded = pipe.model
-    assert (loaded.config.heads, loaded.config.ffn_dim, loaded.config.frame_encoder) == (2, 96, "tiny")
+    assert (loaded.config.num_heads, loaded.config.ffn_dim, loaded.config.frame_encoder) == (2, 96, "tiny")
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
     video, mask = _batch(2, t=24)

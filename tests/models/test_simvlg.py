@@ -112,7 +112,7 @@ def test_lightning_fit_test_and_checkpoint_on_synthetic_corpus(lm, tmp_path):
     assert isinstance(loaded, SimVLG) and (loaded.num_frames, loaded.image_size) == (4, 64)
     videos = torch.randn(2, 4, 3, 64, 64)
     assert loaded.generate_text(videos, max_new_tokens=5) == model.model.eval().generate_text(videos, max_new_tokens=5)
-    assert torch.load(ckpt, weights_only=True)["videolm"] == {"method": "simvlg"}
+    assert torch.load(ckpt, weights_only=True)["videolm"]["method"] == "simvlg"
     with pytest.raises(FileNotFoundError, match="nothing.ckpt"):
         load_model(tmp_path / "nothing.ckpt")
     # `videolm caption --model CKPT` serves it through the registry (method read from the checkpoint)

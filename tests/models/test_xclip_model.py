@@ -219,3 +219,18 @@ def test_retrieval_loss_gathers_all_ranks(tmp_path):
     for name, grad in grads.items():
         for r in ranks:
             torch.testing.assert_close(r["grads"][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.slow
+def test_retrieval_evaluation_gathers_all_ranks(tmp_path):
+    """Text-to-video recall under 2 CPU processes ranks each caption against all 12 videos, not against
+    its own rank's 6: the figures equal one process's."""
+    torch.manual_seed(0)
+    module = XCLIPClassifier(TINY, task="retrieval")
+    data = DataLoader(RandomClips(n=12), batch_size=3)
+    expected = trainer(tmp_path).validate(copy.deepcopy(module), data, verbose=False)[0]
+    ddp = trainer(tmp_path, devices=2, strategy="ddp_spawn")
+    got = ddp.validate(module, data, verbose=False)[0]
+    assert {"val/t2v_R@1", "val/t2v_R@5", "val/t2v_MdR"} <= set(expected)
+    for name in ("val/t2v_R@1", "val/t2v_R@5", "val/t2v_MdR"):
+        assert abs(got[name] - expected[name]) < 1e-4, (name, got, expected)

@@ -181,14 +181,25 @@ def answer_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Te
 
 @torch.no_grad()
 def generate(lm, tokenizer, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 32,
-             eos_token_id: int | None = None, num_beams: int = 1) -> list[str]:
+             eos_token_id: int | None = None, num_beams: int = 1, streamer=None, temperature: float | None = None,
+             top_p: float | None = None) -> list[str]:
     """Decode after ``inputs_embeds`` ``(B, L, E)`` (a visual prefix, or prompts with the visual tokens
-    merged in; left-padded as ``attention_mask`` says): greedy, or beam search with ``num_beams``.
-    Stops at ``eos_token_id`` (the tokenizer's end token by default). Returns the decoded new text."""
+    merged in; left-padded as ``attention_mask`` says): greedy, or beam search with ``num_beams``, or
+    sampling when ``temperature`` > 0 (nucleus with ``top_p``; no top-k cut).
+    Stops at ``eos_token_id`` (the tokenizer's end token by default). Returns the decoded new text.
+
+    ``streamer``: a transformers streamer (``put`` of each step's tokens ``(B,)``, ``end``); one that has
+    ``begin(prompt_lengths, eos_token_id)`` is told first how many prompt positions each row has and
+    which token ends a row (``videolm.infer.TextPieces`` streams each row's text as it grows)."""
     eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    if streamer is not None and hasattr(streamer, "begin"):
+        streamer.begin(attention_mask.sum(1).tolist(), eos)
+    sample = {"do_sample": False}
+    if temperature:
+        sample = {"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": float(top_p or 1.0)}
     out = lm.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                      do_sample=False, num_beams=num_beams, eos_token_id=eos, pad_token_id=pad)
+                      num_beams=num_beams, eos_token_id=eos, pad_token_id=pad, streamer=streamer, **sample)
     return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 

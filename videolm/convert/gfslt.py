@@ -11,7 +11,7 @@ object stays an inert placeholder. Official SLT keys map onto ours:
 * ``mbart.*`` unchanged (transformers' ``MBartForConditionalGeneration``).
 
 The architecture is read from the weights (width, vocabulary, layers, FFN width, positions, conv blocks);
-attention heads cannot be, so ``heads`` (8) is a keyword argument.
+attention heads cannot be, so ``num_heads`` (8) is a keyword argument.
 
 :func:`save_gfslt` writes a translator as a model folder (``config.json`` with every
 :class:`GFSLTConfig` field, ``model.safetensors`` with the keys above, ``tokenizer.json``), which
@@ -68,8 +68,8 @@ def config_from_state_dict(state: dict, **overrides) -> GFSLTConfig:
     fields = dict(
         vocab_size=int(vocab), d_model=int(d), frame_encoder=arch, frame_weights=None,
         conv_blocks=max(1, sum(f"temporal.layers.{4 * i}.weight" in state for i in range(4))),
-        encoder_layers=_count(state, r"mbart\.model\.encoder\.layers\.(\d+)\."),
-        decoder_layers=_count(state, r"mbart\.model\.decoder\.layers\.(\d+)\."),
+        encoder_depth=_count(state, r"mbart\.model\.encoder\.layers\.(\d+)\."),
+        decoder_depth=_count(state, r"mbart\.model\.decoder\.layers\.(\d+)\."),
         ffn_dim=int(state["mbart.model.encoder.layers.0.fc1.weight"].shape[0]),
         max_positions=int(state["mbart.model.encoder.embed_positions.weight"].shape[0]) - 2,
     )
@@ -79,7 +79,7 @@ def config_from_state_dict(state: dict, **overrides) -> GFSLTConfig:
 def load_official(path: str | Path, tokenizer: str | Path | None = None, **config) -> GFSLT:
     """The :class:`GFSLT` translator of an official ``checkpoint.pth`` (or a folder holding one), in eval
     mode. ``tokenizer``: the tokenizer folder (default: the checkpoint's folder when it holds one);
-    ``config``: :class:`GFSLTConfig` fields (``heads``, ``decoder_start``, ``image_size``, ...)."""
+    ``config``: :class:`GFSLTConfig` fields (``num_heads``, ``decoder_start``, ``image_size``, ...)."""
     path = Path(path)
     file = path / "checkpoint.pth" if path.is_dir() and (path / "checkpoint.pth").is_file() else path
     state = convert_state_dict(read_state_dict(file))
@@ -114,6 +114,7 @@ def saved_config(file: Path) -> dict:
     if not isinstance(d, dict) or d.get("videolm_method") != "gfslt":
         raise ValueError(f"{file}: not a GFSLT config (videolm_method is not 'gfslt')")
     fields = {f.name for f in dataclasses.fields(GFSLTConfig)} - {"tokenizer"}
+    d = {GFSLTConfig.RENAMED.get(k, k): v for k, v in d.items()}  # folders written before a rename
     return {k: v for k, v in d.items() if k in fields}
 
 

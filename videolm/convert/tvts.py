@@ -137,14 +137,14 @@ _SORT = {"norm1.": "ln_1.", "norm2.": "ln_2.", "attn.qkv.weight": "attn.in_proj_
 
 
 def load_tvts(path: str | Path, clip_config: dict | None = None, head_width: int | None = None,
-              sort_heads: int | None = None,
+              sort_num_heads: int | None = None,
               mask_ratio: float | None = None, text_trainable_blocks: int | None = 3) -> TVTS:
     """A :class:`~videolm.models.tvts.TVTS` with the weights of an official TVTSv2 ``.pth`` (or the one
     ``.pth`` in a folder, e.g. a zoo download).
 
     The open_clip config comes from the tensor shapes (``clip_config`` overrides it): heads are
     ``width // head_width`` (default 64; 16 heads for the 1280-wide H/14 image tower), QuickGELU for the OpenAI towers (B/32,
-    B/16), layer scale when the file has it. ``sort_heads``: default ``embed_dim // 64`` (the official
+    B/16), layer scale when the file has it. ``sort_num_heads``: default ``embed_dim // 64`` (the official
     8 for B, 16 for H/14). ``mask_ratio``: default the official one of the architecture (B/32 0, B/16
     0.5, H/14 0.7; only used when training on). The released files carry no sort transformer
     (``pred_model``): it then starts untrained, with K = 4."""
@@ -171,7 +171,7 @@ def load_tvts(path: str | Path, clip_config: dict | None = None, head_width: int
         num_frames=int(temporal["video_model.temporal_embedding"].shape[0]) if temporal else 12,
         windows=int(head.shape[0]) if head is not None else 4, mask_ratio=mask_ratio,
         sort_depth=len({k.split(".")[2] for k in rest["sort"] if k.startswith("pred_model.blocks.")}) or 2,
-        sort_heads=sort_heads or max(1, embed // 64), text_trainable_blocks=text_trainable_blocks)
+        sort_num_heads=sort_num_heads or max(1, embed // 64), text_trainable_blocks=text_trainable_blocks)
     model = TVTS(config)
     state = {"clip." + k: v for k, v in mapped.items()}
     for key, value in temporal.items():

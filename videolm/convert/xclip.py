@@ -45,10 +45,10 @@ def _config(model) -> dict[str, Any]:
     return dict(
         clip_config=clip_config,
         num_frames=v.num_frames,
-        mit_layers=v.mit_num_hidden_layers,
-        mit_heads=v.mit_num_attention_heads,
-        prompt_layers=c.prompt_layers,
-        prompt_heads=c.prompt_num_attention_heads,
+        mit_depth=v.mit_num_hidden_layers,
+        mit_num_heads=v.mit_num_attention_heads,
+        prompt_depth=c.prompt_layers,
+        prompt_num_heads=c.prompt_num_attention_heads,
         prompt_alpha=c.prompt_alpha,
     )
 
@@ -101,9 +101,9 @@ def _state_dict(model, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
             out.update({f"{dst}.{m}.{p}": sd[f"{src}.{m}.{p}"] for p in ln})
     for i in range(cfg["clip_config"]["text_cfg"]["layers"]):
         out.update(_block(sd, f"{t}.encoder.layers.{i}", f"clip.transformer.resblocks.{i}"))
-    for i in range(cfg["mit_layers"]):
+    for i in range(cfg["mit_depth"]):
         out.update(_block(sd, f"mit.encoder.layers.{i}", f"mit.blocks.{i}"))
-    for i in range(cfg["prompt_layers"]):
+    for i in range(cfg["prompt_depth"]):
         src, dst = f"prompts_generator.decoder.{i}", f"prompt_generator.layers.{i}"
         out.update(_attention(sd, f"{src}.cross_attn", f"{dst}.cross_attn"))
         for a, b in (("norm1", "norm1"), ("norm3", "norm3"), ("mlp.0", "mlp.0"), ("mlp.3", "mlp.3")):

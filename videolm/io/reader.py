@@ -16,6 +16,7 @@ import itertools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import av
 import av.bitstream
@@ -109,6 +110,31 @@ class VideoReader:
             frames = torch.rot90(frames, quarter_turns, dims=(1, 2)).contiguous()
         return frames
 
+    def iter_frames(self, indices) -> Iterator[tuple[int, torch.Tensor]]:
+        """Frames ``indices`` (ascending, each once) one at a time as ``(index, uint8 (H, W, 3))``, read in
+        one forward pass: each frame is decoded once (a running decode carries on from one wanted frame to
+        the next, seeking ahead only over a gap) and nothing is kept once it is yielded, so a long video is
+        read in bounded memory whatever the number of frames. Do not interleave other reads of this reader
+        while iterating (they cost re-decoding, not wrong frames)."""
+        indices = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
+        n = self._impl.num_frames
+        for k, i in enumerate(indices):
+            if not 0 <= i < n:
+                raise IndexError(f"{self.path}: frame index {i} out of range for {n} frames")
+            if k and i <= indices[k - 1]:
+                raise ValueError(f"iter_frames takes ascending indices without repeats, got {indices[k - 1]} then {i}")
+        quarter_turns = self._impl.quarter_turns
+        if hasattr(self._impl, "iter_sorted"):
+            frames = self._impl.iter_sorted(indices)
+        else:  # decord, torchcodec, frame folders: a few frames per call
+            frames = ((i, frame) for start in range(0, len(indices), self.CHUNK)
+                      for i, frame in zip(indices[start : start + self.CHUNK],
+                                          self._impl.read_sorted(indices[start : start + self.CHUNK])))
+        for i, frame in frames:
+            yield i, (torch.rot90(frame, quarter_turns, dims=(0, 1)).contiguous() if quarter_turns else frame)
+
+    CHUNK = 16  # frames per call of iter_frames on the backends that read lists
+
     def close(self) -> None:
         self._impl.close()
 
@@ -147,10 +173,11 @@ def probe(source, name: str | None = None, fps: float | None = None) -> dict:
 _REFORMAT_THREADS: bool | None = None  # whether VideoReformatter.reformat takes threads= (found on first use)
 
 
-def _rgb(reformat, frame, width, height, threads: int):
+def _reformat_rgb(frame, width, height, threads: int):
     """``frame`` as rgb24 at ``width`` x ``height``, with ``threads`` where PyAV has them: PyAV 15
     (which lmms-eval 0.7.3's ``av<16`` pin installs, ``videolm[eval]``) has no ``threads`` argument."""
     global _REFORMAT_THREADS
+    reformat = _reformatter().reformat
     if _REFORMAT_THREADS is not False:
         try:
             out = reformat(frame, width, height, "rgb24", threads=threads)
@@ -402,17 +429,21 @@ class _PyAVReader:
         return self.key_positions[max(k, 0)]
 
     def _decode(self, wanted: list[int]) -> dict:
-        """av frames for the sorted pts ``wanted``, each decoded once. Continues the running decode
-        when the next wanted frame lies ahead in the same GOP, else starts at its keyframe."""
+        """av frames for the sorted pts ``wanted``, each decoded once (:meth:`_decode_iter`)."""
+        return dict(self._decode_iter(wanted))
+
+    def _decode_iter(self, wanted: list[int]):
+        """``(pts, av frame)`` for the sorted pts ``wanted``, in that order, each decoded once. Continues
+        the running decode when the next wanted frame lies ahead in the same GOP, else starts at its
+        keyframe; a frame is let go as soon as it is yielded."""
         wanted_set, got = set(wanted), {}
-        self._wanted = wanted_set if self.timed else None
         for pts in wanted:
-            if pts in got:
-                continue
-            start = self._start_position(pts)
-            passed = (self._last_out is not None and pts <= self._last_out) or pts in self._skipped
-            if not self._started or self._flushed or passed or start > self._next:
-                self._start(start)
+            self._wanted = wanted_set if self.timed else None  # (again: another read may have changed it)
+            if pts not in got:
+                start = self._start_position(pts)
+                passed = (self._last_out is not None and pts <= self._last_out) or pts in self._skipped
+                if not self._started or self._flushed or passed or start > self._next:
+                    self._start(start)
             while pts not in got:
                 frames = self._pump()
                 if frames is None:
@@ -426,22 +457,30 @@ class _PyAVReader:
                     self._last_out = key
                     if self.rotation is None:
                         self.rotation = frame.rotation or 0
-                    if key in wanted_set and key not in got:
+                    if key in wanted_set and key >= pts and key not in got:  # (earlier ones were yielded)
                         got[key] = frame
-        return got
+            yield pts, got.pop(pts)
+
+    def _rgb(self, frame) -> np.ndarray:
+        """An av frame as RGB ``(H, W, 3)``; frames of another size (a mid-stream resolution change) are
+        scaled to the stream's size."""
+        return _reformat_rgb(frame, self.width or None, self.height or None, self.num_threads).to_ndarray()
 
     def read_sorted(self, indices: list[int]) -> torch.Tensor:
         wanted = [self.pts[i] for i in indices]
         frames = self._decode(wanted)
-        reformat, width, height = _reformatter().reformat, self.width or None, self.height or None
         out = None
         for k, pts in enumerate(wanted):
-            # frames of another size (a mid-stream resolution change) are scaled to the stream's size
-            array = _rgb(reformat, frames[pts], width, height, self.num_threads).to_ndarray()
+            array = self._rgb(frames[pts])
             if out is None:
                 out = np.empty((len(wanted), *array.shape), dtype=np.uint8)
             out[k] = array
         return torch.from_numpy(out)
+
+    def iter_sorted(self, indices: list[int]):
+        """``(index, uint8 (H, W, 3))`` for the sorted ``indices``, one at a time (:meth:`_decode_iter`)."""
+        for i, (_, frame) in zip(indices, self._decode_iter([self.pts[i] for i in indices])):
+            yield i, torch.from_numpy(self._rgb(frame))
 
     def close(self) -> None:
         self.packets = self._feed = None

@@ -2,7 +2,8 @@
 
 Each :class:`Method` names (as ``module:attribute`` strings, imported on use so ``import videolm`` stays
 cheap) its config dataclass, its ``nn.Module``, its LightningModule, the loader of its pretrained /
-foreign checkpoints (``convert/``) and its task. The zoo card's ``method``, :func:`load_model`,
+foreign checkpoints (``convert/``), its task and, for methods with a folder layout of their own, its folder
+writer (``videolm.hub`` writes the others). The zoo card's ``method``, :func:`load_model`,
 ``videolm.load()`` and the ``classify`` / ``caption`` / ``embed`` commands all go through it, so a new
 method is served by adding one entry.
 """
@@ -27,6 +28,9 @@ class Method:
     module: str
     loader: str | None = None  # folder / hub id of a pretrained or foreign checkpoint -> nn.Module
     model_types: tuple[str, ...] = ()  # transformers ``model_type`` values of folders it loads
+    # ``(model, folder) -> folder``: writes the nn.Module as a model folder that ``loader`` reads back (the
+    # method's own layout); None: videolm.hub's generic folder (config.json + model.safetensors)
+    writer: str | None = None
 
     def get(self, part: str) -> Any:
         target = getattr(self, part)
@@ -43,13 +47,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "videolm.models.mean_clip:FrameMeanCLIP"),
     Method("pllava", "caption", "videolm.models.pllava:PLLaVAConfig", "videolm.models.pllava:PLLaVA",
            "videolm.models.pllava:PLLaVAModule", "videolm.convert.pllava:load_pretrained",
-           ("llava", "llava_next", "pllava")),
+           ("llava", "llava_next", "pllava"), "videolm.convert.pllava:save_pllava"),
     Method("simvlg", "caption", "videolm.models.simvlg:SimVLGConfig", "videolm.models.simvlg:SimVLG",
            "videolm.models.simvlg:SimVLGModule"),
     Method("tvts", "embed", "videolm.models.tvts:TVTSConfig", "videolm.models.tvts:TVTS",
            "videolm.models.tvts:TVTSModule", "videolm.convert.tvts:load_tvts"),
     Method("gfslt", "translate", "videolm.models.gfslt:GFSLTConfig", "videolm.models.gfslt:GFSLT",
-           "videolm.models.gfslt:GFSLTModule", "videolm.convert.gfslt:load_official"),
+           "videolm.models.gfslt:GFSLTModule", "videolm.convert.gfslt:load_official", (),
+           "videolm.convert.gfslt:save_gfslt"),
 )}
 
 
@@ -180,8 +185,10 @@ def detect_method(path: str | Path) -> str:
             d = json.loads(config.read_text(encoding="utf-8"))
         except ValueError as e:
             raise ValueError(f"{config}: not JSON ({e})") from None
-        if d.get("videolm_method") in METHODS:
-            return d["videolm_method"]
+        if "videolm_method" in d or "videolm_format" in d:  # a folder videolm wrote
+            from videolm.hub import folder_method
+
+            return folder_method(path, d).name
         kind = "pllava" if "pooling_shape" in d else d.get("model_type")
         for m in METHODS.values():
             if kind in m.model_types:
@@ -216,8 +223,18 @@ def is_checkpoint(source) -> bool:
 
 def resolve(name_or_path: str | Path, method: str | None = None) -> tuple[Path | str, Method]:
     """Where a model's weights are and its method: a local checkpoint or model folder (its method read
-    from it), a zoo name (the card's method; its files fetched and verified) or, with ``method`` given, a
-    hub id that method's loader accepts. The one resolver behind :func:`load_model` and ``videolm.load``."""
+    from it), ``hf-hub:org/repo[@revision]`` (a model folder on the Hub, fetched into the cache by
+    ``videolm.hub.hub_folder``), a zoo name (the card's method; its files fetched and verified) or, with
+    ``method`` given, a hub id that method's loader accepts (transformers' X-CLIP repositories). The one
+    resolver behind :func:`load_model` and ``videolm.load``."""
+    from videolm.hub import hub_folder, parse_hub_id
+
+    if parse_hub_id(str(name_or_path)) is not None:
+        folder = hub_folder(str(name_or_path))
+        found = detect_method(folder)
+        if method is not None and found != method:
+            raise ValueError(f"{name_or_path}: a {found} model, not {method}")
+        return folder, get_method(found)
     path = Path(str(name_or_path)).expanduser()
     if path.exists():
         found = detect_method(path)
@@ -240,10 +257,15 @@ def resolve(name_or_path: str | Path, method: str | None = None) -> tuple[Path |
 
 def load_model(name_or_path: str | Path, method: str | None = None, **kwargs):
     """The ``nn.Module`` of a model (see :func:`resolve`): a videolm ``.ckpt``'s LightningModule's
-    ``model``, or what its method's loader reads from a folder or hub id. ``kwargs`` go to the loader."""
+    ``model``, a model folder's (``videolm.hub.load_folder``), or what its method's loader reads from a
+    foreign folder or hub id. ``kwargs`` go to the loader."""
     source, found = resolve(name_or_path, method)
     if is_checkpoint(source):
         return load_module(source, found.name).model
+    from videolm.hub import is_model_folder, load_folder
+
+    if isinstance(source, Path) and is_model_folder(source):  # a folder `videolm export` wrote
+        return load_folder(source, **kwargs)
     try:
         return found.get("loader")(source, **kwargs)
     except Exception as e:  # e.g. transformers' weights-only load of a pytorch_model.bin that pickles objects

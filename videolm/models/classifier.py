@@ -166,7 +166,10 @@ class VideoTextClassifier(VideoModule):
         captions = [c for o in self._outputs for c in o["caption"]]
         self._outputs = []
         text = self.text_features(captions)
-        n = len(captions)
+        if self.trainer.world_size > 1:  # every rank ranks all captions against all videos
+            video = tuple(self.all_gather(v).flatten(0, 1) for v in video)
+            text = self.all_gather(text).flatten(0, 1)
+        n = len(text)
         similarity = torch.cat([self.model.logits(*(v[i:i + 64] for v in video), text) for i in range(0, n, 64)])
         for name, value in recall_at_k(similarity.t()).items():
             self.log(f"{stage}/t2v_{name}", value, prog_bar=name == "R@1")

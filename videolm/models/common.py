@@ -34,7 +34,8 @@ C = TypeVar("C")
 def as_config(cls: type[C], value: C | dict | str | None, presets: dict[str, dict] | None = None) -> C:
     """``cls`` from an instance (copied: a default instance in a signature is never shared), a dict of its
     fields (``{"preset": name, ...}`` starts from a preset), a preset name, or ``None`` (the defaults).
-    Unknown fields are an error naming them."""
+    Unknown fields are an error naming them; a field's former name (``cls.RENAMED``: old -> new) is read as
+    the new one, so checkpoints and folders written before a rename still load."""
     if isinstance(value, cls):
         return dataclasses.replace(value)
     presets = presets or getattr(cls, "PRESETS", {})
@@ -45,6 +46,9 @@ def as_config(cls: type[C], value: C | dict | str | None, presets: dict[str, dic
     if not isinstance(value, dict):
         raise TypeError(f"{cls.__name__}: expected a {cls.__name__}, a dict or a preset name, got {type(value).__name__}")
     value = dict(value)
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old in value:
+            value.setdefault(new, value.pop(old))
     fields = {f.name for f in dataclasses.fields(cls)}
     base: dict = {}
     preset = value.pop("preset", None)
@@ -136,6 +140,17 @@ def configure_optimizers(module: pl.LightningModule, optim: Optim, is_new: Calla
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def logged_metrics(trainer) -> dict[str, float]:
+    """The last value of every scalar metric ``trainer`` holds (its ``callback_metrics``), as floats."""
+    out = {}
+    for key, value in (getattr(trainer, "callback_metrics", None) or {}).items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[key] = float(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
 class VideoModule(pl.LightningModule):
     """Base of videolm's LightningModules.
 
@@ -155,7 +170,10 @@ class VideoModule(pl.LightningModule):
                                    **{k: plain(v) for k, v in hparams.items()}})
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["videolm"] = {"method": self.method}
+        """The method's name, and the last value of every metric the run logged (``train/loss``,
+        ``val/acc``, ...: the trainer's ``callback_metrics`` as floats), which ``videolm export`` states
+        in the model card."""
+        checkpoint["videolm"] = {"method": self.method, "metrics": logged_metrics(self._trainer)}
 
     def is_new(self, name: str) -> bool:
         return False

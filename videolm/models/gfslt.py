@@ -50,7 +50,7 @@ class GFSLTConfig:
     ``tokenizer``: the target-language tokenizer folder (``videolm data tokenizer``); ``vocab_size``
     defaults to its size. ``frame_encoder`` / ``frame_weights``: ``create_frame_encoder`` arch and
     torchvision weight tag. ``conv_blocks``: TemporalConv blocks (2: x4 in time; 1 for 16-frame clips).
-    ``d_model``, ``encoder_layers``, ``decoder_layers``, ``heads``, ``ffn_dim``, ``dropout``,
+    ``d_model``, ``encoder_depth``, ``decoder_depth``, ``num_heads``, ``ffn_dim``, ``dropout``,
     ``max_positions``: the mBART encoder-decoder. ``decoder_start``: the token the decoder starts from
     (``None``: ``</s>``). ``image_size``, ``resize``, ``mean``, ``max_frames``: what the model expects of
     its input (frames resized to ``resize`` squared, centre crop of ``image_size``, at most ``max_frames``).
@@ -66,9 +66,9 @@ class GFSLTConfig:
     frame_weights: str | None = "IMAGENET1K_V1"
     conv_blocks: int = 2
     d_model: int = 1024
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    heads: int = 8
+    encoder_depth: int = 3
+    decoder_depth: int = 3
+    num_heads: int = 8
     ffn_dim: int = 4096
     dropout: float = 0.1
     max_positions: int = 1024
@@ -79,10 +79,12 @@ class GFSLTConfig:
     max_frames: int = 300
     mbart: str | None = None
 
+    RENAMED: ClassVar[dict[str, str]] = {"encoder_layers": "encoder_depth", "decoder_layers": "decoder_depth",
+                                         "heads": "num_heads"}
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # the synthetic corpus (16-frame 64 px clips) and the tests: tiny CNN, one conv block, 2 + 2 layers
-        "tiny": dict(frame_encoder="tiny", frame_weights=None, conv_blocks=1, d_model=64, encoder_layers=2,
-                     decoder_layers=2, heads=4, ffn_dim=128, dropout=0.0, max_positions=128, image_size=64,
+        "tiny": dict(frame_encoder="tiny", frame_weights=None, conv_blocks=1, d_model=64, encoder_depth=2,
+                     decoder_depth=2, num_heads=4, ffn_dim=128, dropout=0.0, max_positions=128, image_size=64,
                      resize=64),
         # the paper's PHOENIX-2014-T model: ImageNet ResNet18, x4 temporal conv, 3 + 3 mBART layers, de_DE
         "phoenix14t": dict(frame_encoder="resnet18", frame_weights="IMAGENET1K_V1", decoder_start="de_DE"),
@@ -136,7 +138,7 @@ class GFSLT(nn.Module):
             start = tokenizer.convert_tokens_to_ids(config.decoder_start)
             if start is None or start == tokenizer.unk_token_id:
                 raise ValueError(f"{config.tokenizer}: no token {config.decoder_start!r} to start the decoder")
-        decoder = dict(decoder_layers=config.decoder_layers, decoder_attention_heads=config.heads,
+        decoder = dict(decoder_layers=config.decoder_depth, decoder_attention_heads=config.num_heads,
                        decoder_ffn_dim=config.ffn_dim, max_position_embeddings=config.max_positions)
         source = MBartForConditionalGeneration.from_pretrained(config.mbart) if config.mbart else None
         if source is not None:
@@ -144,7 +146,7 @@ class GFSLT(nn.Module):
                 raise ValueError(f"{config.mbart}: d_model {source.config.d_model}; GFSLTConfig.d_model is {d}")
             decoder = {k: getattr(source.config, k) for k in decoder}
         self.mbart_config = MBartConfig(
-            vocab_size=vocab, d_model=d, encoder_layers=config.encoder_layers, encoder_attention_heads=config.heads,
+            vocab_size=vocab, d_model=d, encoder_layers=config.encoder_depth, encoder_attention_heads=config.num_heads,
             encoder_ffn_dim=config.ffn_dim, dropout=config.dropout, scale_embedding=True, pad_token_id=1,
             bos_token_id=0, eos_token_id=2, decoder_start_token_id=start, forced_eos_token_id=None, **decoder)
         self.mbart = MBartForConditionalGeneration(self.mbart_config)

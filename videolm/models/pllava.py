@@ -175,33 +175,31 @@ class PLLaVA(nn.Module):
     @torch.no_grad()
     def generate_text(self, videos: torch.Tensor, questions: list[str] | None = None, max_new_tokens: int = 32,
                       num_beams: int = 1, timestamps: torch.Tensor | None = None,
-                      durations: list[float] | None = None) -> list[str]:
+                      durations: list[float] | None = None, streamer=None, temperature: float | None = None,
+                      top_p: float | None = None) -> list[str]:
         """Answers to ``questions`` (one per video; ``None``: captions, :data:`CAPTION_PROMPT`) about
-        ``videos`` ``(B, T, C, H, W)`` (normalised with CLIP's statistics), greedy by default. With
+        ``videos`` ``(B, T, C, H, W)`` (normalised with CLIP's statistics), greedy by default (sampled
+        with ``temperature`` > 0 and ``top_p``). With
         ``timestamps`` ``(B, T)`` seconds (and the videos' ``durations``) the prompt states when each
-        frame was taken (:func:`videolm.backbones.text.time_instruction`)."""
-        if self.tokenizer is None:
-            raise ValueError("PLLaVA.generate_text needs model.tokenizer (attached by convert.pllava.load_pretrained)")
-        questions = [CAPTION_PROMPT] * len(videos) if questions is None else list(questions)
-        if len(questions) != len(videos):
-            raise ValueError(f"{len(questions)} questions for {len(videos)} videos")
-        if timestamps is not None:
-            durations = durations or [None] * len(questions)
-            questions = [lm_text.time_instruction(q, t.tolist(), d) for q, t, d in zip(questions, timestamps, durations)]
+        frame was taken (:func:`videolm.backbones.text.time_instruction`). ``streamer`` receives the
+        tokens as they are generated (:func:`videolm.backbones.text.generate`)."""
+        questions = self._questions(questions, list(range(len(videos))), timestamps, durations, "generate_text")
         template = get_template(self.template)
         device = videos.device
         text = lm_text.encode_prompts(self.tokenizer, [template.prompt(q) for q in questions])
         embeds, mask, _ = self.merge(text["input_ids"].to(device), text["attention_mask"].to(device),
                                      self.encode_video(videos))
         eos = self.tokenizer.convert_tokens_to_ids(template.end)
-        return lm_text.generate(self.language_model, self.tokenizer, embeds, mask, max_new_tokens, eos, num_beams)
+        return lm_text.generate(self.language_model, self.tokenizer, embeds, mask, max_new_tokens, eos, num_beams,
+                                streamer=streamer, temperature=temperature, top_p=top_p)
 
     def _questions(self, questions: list[str | None] | None, rows: list[int], timestamps: torch.Tensor | None,
-                   durations: list[float] | None) -> list[str]:
+                   durations: list[float] | None, caller: str) -> list[str]:
         """The question of each row (``None``: :data:`CAPTION_PROMPT`), after the time instruction of its
-        video ``rows[i]`` when ``timestamps`` are given: the same prompt text as :meth:`generate_text`'s."""
+        video ``rows[i]`` when ``timestamps`` are given: the prompt text of :meth:`generate_text` and
+        :meth:`score_text`."""
         if self.tokenizer is None:
-            raise ValueError("PLLaVA.score_text needs model.tokenizer (attached by convert.pllava.load_pretrained)")
+            raise ValueError(f"PLLaVA.{caller} needs model.tokenizer (attached by convert.pllava.load_pretrained)")
         questions = [None] * len(rows) if questions is None else list(questions)
         if len(questions) != len(rows):
             raise ValueError(f"{len(questions)} questions for {len(rows)} videos")
@@ -222,7 +220,7 @@ class PLLaVA(nn.Module):
         (:func:`~videolm.backbones.text.encode_conversations`): lower is likelier. ``greedy`` says whether
         greedy decoding would produce exactly those tokens. Each video is encoded once."""
         rows = list(range(len(videos))) if rows is None else [int(r) for r in rows]
-        questions = self._questions(questions, rows, timestamps, durations)
+        questions = self._questions(questions, rows, timestamps, durations, "score_text")
         if len(answers) != len(rows):
             raise ValueError(f"{len(answers)} answers for {len(rows)} rows")
         device = videos.device

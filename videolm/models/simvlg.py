@@ -40,7 +40,7 @@ class SimVLGConfig:
     ``llm``: a transformers causal-LM folder (model + tokenizer with BOS, EOS and PAD tokens).
     ``clip``, ``pretrained``, ``clip_config``: the open_clip tower (``create_clip``; ``clip``
     may be the zoo name of an open_clip tower, e.g. the bundled ``clip-tiny``); only ``visual`` is kept.
-    ``connector_dim``, ``connector_depth``, ``connector_heads``: the connector (dim: the tower's width).
+    ``connector_dim``, ``connector_depth``, ``connector_num_heads``: the connector (dim: the tower's width).
     ``r``, ``r_mode``: tokens merged per connector layer, ``constant`` / ``decreasing`` or a per-layer
     list. ``vision_r``: tokens merged per block inside the frozen tower (0: none).
     ``temporal_r``: frames merged away at each spatial position before the connector (video only).
@@ -54,7 +54,7 @@ class SimVLGConfig:
     clip_config: dict[str, Any] | str | None = None
     connector_dim: int | None = None
     connector_depth: int = 12
-    connector_heads: int | None = None
+    connector_num_heads: int | None = None
     r: int | list[int] = 19
     r_mode: str = "constant"
     vision_r: int = 0
@@ -65,6 +65,7 @@ class SimVLGConfig:
     freeze_llm: bool = True
     freeze_vision: bool = True
 
+    RENAMED: ClassVar[dict[str, str]] = {"connector_heads": "connector_num_heads"}
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # the quick start (configs/simvlg/quickstart.yaml): tiny random tower, 8 frames x 17 tokens = 136
         # -> temporal merging to 4 slots (68) -> 4 connector layers merging 6 each -> 44 tokens
@@ -100,7 +101,7 @@ class SimVLG(nn.Module):
         if config.vision_r:
             apply_tome(self.vision_blocks, config.vision_r)
         dim = config.connector_dim or width
-        heads = config.connector_heads or max(dim // 64, 1)
+        heads = config.connector_num_heads or max(dim // 64, 1)
         self.temporal_r = config.temporal_r
         self.num_frames = config.num_frames
         self.visual_proj = nn.Linear(width, dim)
@@ -192,21 +193,28 @@ class SimVLG(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
     @torch.no_grad()
-    def caption(self, prefix: torch.Tensor, max_new_tokens: int = 20, num_beams: int = 1) -> list[str]:
-        """Captions after a visual ``prefix`` ``(B, M, E)`` and BOS (greedy by default)."""
+    def caption(self, prefix: torch.Tensor, max_new_tokens: int = 20, num_beams: int = 1, streamer=None,
+                temperature: float | None = None, top_p: float | None = None) -> list[str]:
+        """Captions after a visual ``prefix`` ``(B, M, E)`` and BOS (greedy by default; sampled with
+        ``temperature`` > 0); ``streamer`` receives the tokens as they come (``backbones.text.generate``)."""
         bos = torch.full((prefix.shape[0], 1), self.tokenizer.bos_token_id, device=prefix.device)
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(bos)], dim=1)
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        return lm_text.generate(self.llm, self.tokenizer, embeds, mask, max_new_tokens, num_beams=num_beams)
+        return lm_text.generate(self.llm, self.tokenizer, embeds, mask, max_new_tokens, num_beams=num_beams,
+                                streamer=streamer, temperature=temperature, top_p=top_p)
+
+    answers_questions = False  # a captioner only: the server and ``Captioner`` ask it for captions
 
     @torch.no_grad()
     def generate_text(self, videos: torch.Tensor, questions: list[str] | None = None,
-                      max_new_tokens: int = 32) -> list[str]:
+                      max_new_tokens: int = 32, streamer=None, temperature: float | None = None,
+                      top_p: float | None = None) -> list[str]:
         """Captions of ``videos`` ``(B, T, C, H, W)`` (or images), centre-cropped and normalised with CLIP's
         statistics. SimVLG only captions: ``questions`` must be ``None``."""
         if questions is not None:
             raise ValueError("SimVLG captions videos; it does not answer questions")
-        return self.caption(self.encode(videos), max_new_tokens)
+        return self.caption(self.encode(videos), max_new_tokens, streamer=streamer, temperature=temperature,
+                            top_p=top_p)
 
 
 class SimVLGModule(VideoModule):

@@ -82,7 +82,7 @@ class TVTSConfig:
     windows: int = 4
     mask_ratio: float = 0.5
     sort_depth: int = 2
-    sort_heads: int = 8
+    sort_num_heads: int = 8
     temperature: float = 0.05
     sort_weight: float = 2.0
     contrastive_weight: float = 1.0
@@ -94,9 +94,10 @@ class TVTSConfig:
     drop_path: float = 0.0
     grad_checkpointing: bool = False
 
+    RENAMED: ClassVar[dict[str, str]] = {"sort_heads": "sort_num_heads"}
     PRESETS: ClassVar[dict[str, dict]] = {
         "tiny": {"clip": "tiny", "pretrained": None, "num_frames": 8, "windows": 4, "mask_ratio": 0.5,
-                 "sort_heads": 2, "text_trainable_blocks": 1},
+                 "sort_num_heads": 2, "text_trainable_blocks": 1},
         "B/32": {"clip": "ViT-B-32", "pretrained": "openai", "num_frames": 12, "mask_ratio": 0.0},
         "B/16": {"clip": "ViT-B-16", "pretrained": "openai", "num_frames": 12, "mask_ratio": 0.5},
     }
@@ -187,7 +188,7 @@ class TVTS(CLIPVideoModel):
         shape = (c.num_frames, clip_lib.vision_width(self.clip))
         self.temporal_embedding = nn.Parameter(torch.randn(shape) * c.temporal_embedding_std
                                                if c.temporal_embedding_std else torch.zeros(shape))
-        self.sort = SortTransformer(clip_lib.embed_dim(self.clip), c.windows, c.sort_depth, c.sort_heads)
+        self.sort = SortTransformer(clip_lib.embed_dim(self.clip), c.windows, c.sort_depth, c.sort_num_heads)
         self.grad_checkpointing = c.grad_checkpointing
 
     @property

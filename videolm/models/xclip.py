@@ -47,15 +47,17 @@ class XCLIPConfig:
     clip_config: dict[str, Any] | None = None
     num_frames: int = 8
     mean: str = "clip"
-    mit_layers: int = 1
-    mit_heads: int | None = None
+    mit_depth: int = 1
+    mit_num_heads: int | None = None
     mit_position_std: float = 0.02
-    prompt_layers: int = 2
-    prompt_heads: int | None = None
+    prompt_depth: int = 2
+    prompt_num_heads: int | None = None
     prompt_alpha: float = 0.1
     drop_path: float = 0.0
     grad_checkpointing: bool = False
 
+    RENAMED: ClassVar[dict[str, str]] = {"mit_layers": "mit_depth", "mit_heads": "mit_num_heads",
+                                         "prompt_layers": "prompt_depth", "prompt_heads": "prompt_num_heads"}
     PRESETS: ClassVar[dict[str, dict]] = {
         "tiny": {"clip": "tiny", "pretrained": None, "num_frames": 8},
         "B/32": {"clip": "ViT-B-32", "pretrained": "openai", "num_frames": 8},
@@ -145,11 +147,11 @@ class XCLIP(CLIPVideoModel):
         act = type(self.vision_blocks[0].mlp.gelu)
         width, dim = clip_lib.vision_width(self.clip), clip_lib.embed_dim(self.clip)
         heads = max(dim // 64, 1)
-        self.mit = MultiFrameIntegration(dim, c.num_frames, c.mit_layers, c.mit_heads or heads, act,
+        self.mit = MultiFrameIntegration(dim, c.num_frames, c.mit_depth, c.mit_num_heads or heads, act,
                                           c.mit_position_std)
         self.prompts_visual_ln = nn.LayerNorm(width)
         self.prompts_visual_proj = nn.Parameter(torch.randn(width, dim) * width**-0.5)
-        self.prompt_generator = PromptGenerator(dim, c.prompt_layers, c.prompt_heads or heads, c.prompt_alpha, act)
+        self.prompt_generator = PromptGenerator(dim, c.prompt_depth, c.prompt_num_heads or heads, c.prompt_alpha, act)
 
     def is_new(self, name: str) -> bool:
         """Parameters that are not in the image CLIP (trained at the higher learning rate)."""
