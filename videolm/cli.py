@@ -657,6 +657,76 @@ def _add_embed(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="evaluate a video LLM with lmms-eval (needs videolm[eval]); `videolm eval tasks` writes offline tasks",
+        description="Run lmms-eval's simple_evaluate on the videolm plugin, as `lmms-eval --model videolm "
+        "--model_args pretrained=MODEL ...` does: the same results file under --output-path, and its table.")
+    p.add_argument("--model", default=None, help="zoo name, model folder or .ckpt (default: the built-in tiny captioner)")
+    p.add_argument("--tasks", default=None, help="comma-separated lmms-eval task names (videolm_synthetic_qa, ...)")
+    p.add_argument("--include-path", action="append", default=None, metavar="DIR",
+                   help="a folder of task YAML files (repeatable), e.g. one written by `videolm eval tasks`")
+    p.add_argument("--data", default=None, metavar="CORPUS",
+                   help="a synthetic corpus: write its tasks to OUTPUT_PATH/tasks (--splits) and include them")
+    p.add_argument("--splits", default="test", help="with --data: the corpus splits evaluated (comma-separated)")
+    p.add_argument("--output-path", default=None, help="where the results JSON goes (<path>/<model>/<time>_results.json)")
+    p.add_argument("--model-args", default="", help="more plugin arguments: num_frames=16,fps=2,max_frames=32,state_times=true")
+    p.add_argument("--force-simple", action="store_true",
+                   help="lmms-eval's simple class: needed by multiple-choice / log-likelihood tasks")
+    p.add_argument("--batch-size", type=int, default=8, help="requests per model call")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--limit", type=float, default=None, help="documents per task (testing only)")
+    p.add_argument("--log-samples", action="store_true", help="also write each task's samples (needs --output-path)")
+    esub = p.add_subparsers(dest="eval_command")
+    t = esub.add_parser("tasks", help="write the offline lmms-eval tasks of a synthetic corpus (for --include_path)")
+    t.add_argument("--data", required=True, help="the corpus folder (videolm data synthetic --out)")
+    t.add_argument("--out", required=True, help="the task folder to write")
+    t.add_argument("--splits", default="test", help="corpus splits to evaluate on (comma-separated; default test)")
+
+    def write(a):
+        from videolm.eval.tasks import write_tasks
+
+        names = write_tasks(a.data, a.out, splits=a.splits.split(","))
+        print(f"wrote {', '.join(names)} to {a.out}: lmms-eval --include_path {a.out} --tasks <name>")
+
+    def run(a):
+        if a.eval_command == "tasks":
+            return write(a)
+        if not a.tasks:
+            p.error("give --tasks (or `videolm eval tasks --data DIR --out DIR` to write the synthetic ones)")
+        if a.log_samples and not a.output_path:
+            p.error("--log-samples needs --output-path")
+        try:
+            from videolm.eval.lmms import evaluate
+        except ModuleNotFoundError as e:
+            if e.name and e.name.split(".")[0] == "lmms_eval":
+                from videolm.eval import MissingDependency
+
+                raise MissingDependency("videolm eval needs lmms-eval: pip install 'videolm[eval]' "
+                                        "(best in its own environment: it pins av<16)") from e
+            raise
+        from lmms_eval.utils import make_table
+
+        include = list(a.include_path or [])
+        if a.data:
+            from pathlib import Path
+            import tempfile
+
+            from videolm.eval.tasks import write_tasks
+
+            folder = Path(a.output_path) / "tasks" if a.output_path else Path(tempfile.mkdtemp(prefix="videolm-tasks-"))
+            write_tasks(a.data, folder, splits=a.splits.split(","))
+            include.append(str(folder))
+        results = evaluate(a.model, a.tasks.split(","), include_path=include or None, output_path=a.output_path,
+                           model_args=a.model_args, force_simple=a.force_simple, limit=a.limit,
+                           batch_size=a.batch_size, device=a.device, log_samples=a.log_samples)
+        print(make_table(results))
+        if "groups" in results:
+            print(make_table(results, "groups"))
+
+    p.set_defaults(func=run)
+
+
 def _add_serve(sub) -> None:
     p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API, with a demo page "
                                      '(pip install "videolm[serve]")',
@@ -739,7 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on an error, print its full traceback instead of one line (any command)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_quickstart, _add_classify, _add_caption, _add_ask, _add_translate, _add_embed,
-                _add_serve, _add_export, _add_push, _add_zoo):
+                _add_serve, _add_export, _add_push, _add_zoo, _add_eval):
         add(sub)
     return parser
 

@@ -403,6 +403,66 @@ class Captioner(Pipeline):
             gone.set()
             worker.join()
 
+    def answer(self, items: Sequence[tuple[str | Path, str | None]], sampling: Sampling | None = None,
+               max_new_tokens: int = 32) -> list[str | None]:
+        """Answers to ``(video, question)`` pairs, each with its own question (``None``: a caption), in
+        order; ``batch_size`` pairs per model call (a video asked several questions is decoded once per
+        call). ``None`` where the video failed to decode (logged as :meth:`run` reports it)."""
+        out: list[str | None] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = [(str(p), q) for p, q in items[start : start + self.batch_size]]
+            decoded: dict[str, tuple[torch.Tensor, dict] | None] = {}
+            for p, _ in chunk:
+                if p not in decoded:
+                    try:
+                        decoded[p] = self.frames(p, sampling)
+                    except (VideoDecodeError, OSError, IndexError, ValueError) as e:
+                        print(f"error: {e if isinstance(e, VideoDecodeError) else VideoDecodeError(p, str(e))}",
+                              file=sys.stderr)
+                        decoded[p] = None
+            texts: dict[int, str] = {}
+            by_length: dict[int, list[int]] = {}
+            for i, (p, _) in enumerate(chunk):
+                if decoded[p] is not None:
+                    by_length.setdefault(decoded[p][0].shape[0], []).append(i)
+            for group in by_length.values():
+                clips, metas = zip(*(decoded[chunk[i][0]] for i in group))
+                questions = [chunk[i][1] for i in group]
+                with torch.inference_mode():  # a question per clip; None for all of them: captions
+                    results = self.predict(torch.stack(clips).to(self.device), list(metas),
+                                           None if all(q is None for q in questions) else questions,
+                                           max_new_tokens=max_new_tokens)
+                texts.update({i: r["text"] for i, r in zip(group, results)})
+            out += [texts.get(i) for i in range(len(chunk))]
+        return out
+
+    def score(self, path: str | Path, question: str | None | Sequence[str | None], options: Sequence[str],
+              sampling: Sampling | None = None, greedy: bool = False) -> list[float] | list[tuple[float, bool]]:
+        """How well each of ``options`` answers ``question`` about the video at ``path`` (``None``: as its
+        caption; a list: one question per option): the mean token loss of each option (its tokens and the
+        end token, in the prompt the model generates from), lower is likelier; ``min`` of them is the
+        model's choice. The video is sampled as :meth:`frames` says and encoded once. With ``greedy``,
+        ``(loss, is_greedy)`` pairs: whether greedy decoding would give exactly that option (what
+        lmms-eval's ``loglikelihood`` returns)."""
+        options = [str(o) for o in options]
+        questions = list(question) if isinstance(question, (list, tuple)) else [question] * len(options)
+        if len(questions) != len(options):
+            raise ValueError(f"{len(questions)} questions for {len(options)} options")
+        if not options:
+            return []
+        try:
+            clip, meta = self.frames(path, sampling)
+        except (OSError, IndexError, ValueError) as e:
+            raise VideoDecodeError(path, str(e)) from e
+        times = {}
+        if self.state_times:
+            times = {"timestamps": meta["timestamps"][None], "durations": [meta["duration"]]}
+        with torch.inference_mode():
+            loss, is_greedy = self.model.score_text(clip[None].to(self.device), questions, options,
+                                                    rows=[0] * len(options), **times)
+        losses = [float(x) for x in loss.cpu()]
+        return list(zip(losses, [bool(g) for g in is_greedy.cpu()])) if greedy else losses
+
 
 class Embedder(Pipeline):
     """Video embeddings ``(E,)`` of a model's video encoder (``model.encode_video``: TVTS, X-CLIP,

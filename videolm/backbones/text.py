@@ -164,6 +164,18 @@ def lm_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
     return input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
 
 
+def answer_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``logits`` ``(B, L, V)`` and the tokens they predict ``targets`` ``(B, L)``
+    (:data:`IGNORE_INDEX` where nothing is scored): the mean cross-entropy of the scored tokens ``(B,)``,
+    and whether each row's argmax equals every scored token ``(B,)`` (greedy decoding would produce them)."""
+    valid = targets != IGNORE_INDEX
+    ce = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX,
+                                           reduction="none")
+    loss = (ce * valid).sum(1) / valid.sum(1).clamp(min=1)
+    greedy = ((logits.argmax(-1) == targets) | ~valid).all(1)
+    return loss, greedy
+
+
 # -- generation -----------------------------------------------------------------------------------------
 
 

@@ -170,6 +170,26 @@ def probe(source, name: str | None = None, fps: float | None = None) -> dict:
         }
 
 
+_REFORMAT_THREADS: bool | None = None  # whether VideoReformatter.reformat takes threads= (found on first use)
+
+
+def _reformat_rgb(frame, width, height, threads: int):
+    """``frame`` as rgb24 at ``width`` x ``height``, with ``threads`` where PyAV has them: PyAV 15
+    (which lmms-eval 0.7.3's ``av<16`` pin installs, ``videolm[eval]``) has no ``threads`` argument."""
+    global _REFORMAT_THREADS
+    reformat = _reformatter().reformat
+    if _REFORMAT_THREADS is not False:
+        try:
+            out = reformat(frame, width, height, "rgb24", threads=threads)
+            _REFORMAT_THREADS = True
+            return out
+        except TypeError:
+            if _REFORMAT_THREADS:
+                raise
+            _REFORMAT_THREADS = False
+    return reformat(frame, width, height, "rgb24")
+
+
 class _PyAVReader:
     """PyAV index and decoder. Frames are numbered in presentation (pts) order.
 
@@ -444,8 +464,7 @@ class _PyAVReader:
     def _rgb(self, frame) -> np.ndarray:
         """An av frame as RGB ``(H, W, 3)``; frames of another size (a mid-stream resolution change) are
         scaled to the stream's size."""
-        return _reformatter().reformat(frame, self.width or None, self.height or None, "rgb24",
-                                       threads=self.num_threads).to_ndarray()
+        return _reformat_rgb(frame, self.width or None, self.height or None, self.num_threads).to_ndarray()
 
     def read_sorted(self, indices: list[int]) -> torch.Tensor:
         wanted = [self.pts[i] for i in indices]

@@ -183,14 +183,7 @@ class PLLaVA(nn.Module):
         ``timestamps`` ``(B, T)`` seconds (and the videos' ``durations``) the prompt states when each
         frame was taken (:func:`videolm.backbones.text.time_instruction`). ``streamer`` receives the
         tokens as they are generated (:func:`videolm.backbones.text.generate`)."""
-        if self.tokenizer is None:
-            raise ValueError("PLLaVA.generate_text needs model.tokenizer (attached by convert.pllava.load_pretrained)")
-        questions = [CAPTION_PROMPT] * len(videos) if questions is None else list(questions)
-        if len(questions) != len(videos):
-            raise ValueError(f"{len(questions)} questions for {len(videos)} videos")
-        if timestamps is not None:
-            durations = durations or [None] * len(questions)
-            questions = [lm_text.time_instruction(q, t.tolist(), d) for q, t, d in zip(questions, timestamps, durations)]
+        questions = self._questions(questions, list(range(len(videos))), timestamps, durations, "generate_text")
         template = get_template(self.template)
         device = videos.device
         text = lm_text.encode_prompts(self.tokenizer, [template.prompt(q) for q in questions])
@@ -199,6 +192,45 @@ class PLLaVA(nn.Module):
         eos = self.tokenizer.convert_tokens_to_ids(template.end)
         return lm_text.generate(self.language_model, self.tokenizer, embeds, mask, max_new_tokens, eos, num_beams,
                                 streamer=streamer, temperature=temperature, top_p=top_p)
+
+    def _questions(self, questions: list[str | None] | None, rows: list[int], timestamps: torch.Tensor | None,
+                   durations: list[float] | None, caller: str) -> list[str]:
+        """The question of each row (``None``: :data:`CAPTION_PROMPT`), after the time instruction of its
+        video ``rows[i]`` when ``timestamps`` are given: the prompt text of :meth:`generate_text` and
+        :meth:`score_text`."""
+        if self.tokenizer is None:
+            raise ValueError(f"PLLaVA.{caller} needs model.tokenizer (attached by convert.pllava.load_pretrained)")
+        questions = [None] * len(rows) if questions is None else list(questions)
+        if len(questions) != len(rows):
+            raise ValueError(f"{len(questions)} questions for {len(rows)} videos")
+        questions = [CAPTION_PROMPT if q is None else q for q in questions]
+        if timestamps is not None:
+            durations = durations or [None] * len(timestamps)
+            questions = [lm_text.time_instruction(q, timestamps[r].tolist(), durations[r]) for q, r in zip(questions, rows)]
+        return questions
+
+    @torch.no_grad()
+    def score_text(self, videos: torch.Tensor, questions: list[str | None] | None, answers: list[str],
+                   rows: list[int] | None = None, timestamps: torch.Tensor | None = None,
+                   durations: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """How likely each answer is: ``(loss, greedy)``, both ``(R,)`` for R rows, where row i is
+        ``answers[i]`` to ``questions[i]`` (``None``: a caption, :data:`CAPTION_PROMPT`) about
+        ``videos[rows[i]]`` (default: row i, video i). ``loss`` is the mean cross-entropy over the answer's
+        tokens and its end token, in the prompt format of :meth:`generate_text` and of training
+        (:func:`~videolm.backbones.text.encode_conversations`): lower is likelier. ``greedy`` says whether
+        greedy decoding would produce exactly those tokens. Each video is encoded once."""
+        rows = list(range(len(videos))) if rows is None else [int(r) for r in rows]
+        questions = self._questions(questions, rows, timestamps, durations, "score_text")
+        if len(answers) != len(rows):
+            raise ValueError(f"{len(answers)} answers for {len(rows)} rows")
+        device = videos.device
+        text = lm_text.encode_conversations(self.tokenizer, get_template(self.template),
+                                            [[[q, a.strip()]] for q, a in zip(questions, answers)], max_length=1 << 16)
+        visual = self.encode_video(videos)[torch.tensor(rows, device=device)]
+        embeds, mask, labels = self.merge(text["input_ids"].to(device), text["attention_mask"].to(device), visual,
+                                          text["labels"].to(device))
+        logits = self.language_model(inputs_embeds=embeds, attention_mask=mask).logits[:, :-1]
+        return lm_text.answer_losses(logits, labels[:, 1:])
 
     def add_lora(self, r: int = 128, alpha: float = 32.0, target_modules: Sequence[str] = ("q_proj", "v_proj"),
                  dropout: float = 0.0) -> None:

@@ -163,6 +163,26 @@ class SimVLG(nn.Module):
         """Language-modelling loss of the captions ``ids`` (``tokenize``) given the visual prefix."""
         return self.lm_loss(self.encode(videos), ids, mask)
 
+    @torch.no_grad()
+    def score_text(self, videos: torch.Tensor, questions: list[str | None] | None, answers: list[str],
+                   rows: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """How likely each of ``answers`` is as the caption of ``videos[rows[i]]`` (default: video i):
+        ``(loss, greedy)`` ``(R,)``, the mean cross-entropy of its tokens and EOS after the visual prefix
+        and BOS (lower is likelier), and whether greedy decoding gives exactly it. SimVLG only captions:
+        ``questions`` must be ``None`` (or all ``None``)."""
+        if questions is not None and any(q is not None for q in questions):
+            raise ValueError("SimVLG captions videos; it does not answer questions")
+        rows = list(range(len(videos))) if rows is None else [int(r) for r in rows]
+        if len(answers) != len(rows):
+            raise ValueError(f"{len(answers)} answers for {len(rows)} rows")
+        prefix = self.encode(videos)[torch.tensor(rows, device=videos.device)]
+        ids, mask = self.tokenize([a.strip() for a in answers], max_length=1 << 16)
+        ids, mask = ids.to(videos.device), mask.to(videos.device)
+        embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
+        full_mask = torch.cat([mask.new_ones(prefix.shape[:2]), mask], dim=1)
+        logits = self.llm(inputs_embeds=embeds, attention_mask=full_mask).logits[:, prefix.shape[1]: -1]
+        return lm_text.answer_losses(logits, lm_text.lm_labels(ids[:, 1:], mask[:, 1:]))
+
     def lm_loss(self, prefix: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of ``ids[:, 1:]`` after ``prefix`` ``(B, M, E)`` and ``ids[:, :-1]``."""
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
