@@ -241,17 +241,6 @@ def _portable_clip(config, model) -> dict:
     return {"clip_config": arch, "pretrained": None}
 
 
-def _unshared(state: dict) -> dict:
-    """Tensors safetensors can write: contiguous, on the CPU, none sharing another's storage."""
-    seen, out = set(), {}
-    for key, tensor in state.items():
-        tensor = tensor.detach().cpu().contiguous()
-        ptr = tensor.untyped_storage().data_ptr()
-        out[key] = tensor.clone() if ptr in seen else tensor
-        seen.add(ptr)
-    return out
-
-
 def _write_json(file: Path, d: dict) -> None:
     file.write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
 
@@ -373,6 +362,7 @@ def save(obj, folder: str | Path, figures: list[dict] | None = None, source: str
     from safetensors.torch import save_file
 
     from videolm import __version__
+    from videolm.convert.checkpoint import unshared
     from videolm.models import get_method
     from videolm.models.common import VideoModule, plain
 
@@ -409,7 +399,7 @@ def save(obj, folder: str | Path, figures: list[dict] | None = None, source: str
         state = {k: v for k, v in model.state_dict().items() if not (skip and k.startswith(skip))}
         # one metadata key: safetensors writes its metadata map in no fixed order, so two keys would make the
         # same weights different bytes (and the Hub would store them again); config.json names the method
-        save_file(_unshared(state), folder / WEIGHTS, metadata={"format": "pt"})
+        save_file(unshared(state), folder / WEIGHTS, metadata={"format": "pt"})
     _write_json(folder / CONFIG, d)
     license = license or _card_licence(base) or "apache-2.0"
     (folder / CARD).write_text(model_card(d, method, figures or [], base, license, source), encoding="utf-8")

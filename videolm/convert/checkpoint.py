@@ -93,3 +93,15 @@ def _keys(value) -> str:
         return type(value).__name__
     keys = [str(k) for k in list(value)[:6]]
     return ", ".join(keys) + (", ..." if len(value) > 6 else "") if keys else "none"
+
+
+def unshared(state: dict) -> dict:
+    """Tensors safetensors can write: detached, contiguous, on the CPU, none sharing another's storage
+    (tied weights are cloned)."""
+    seen, out = set(), {}
+    for key, tensor in state.items():
+        tensor = tensor.detach().cpu().contiguous()
+        ptr = tensor.untyped_storage().data_ptr()
+        out[key] = tensor.clone() if ptr in seen else tensor
+        seen.add(ptr)
+    return out

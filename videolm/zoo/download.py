@@ -302,14 +302,9 @@ def _state_dict(result) -> dict:
     state = result.state_dict() if isinstance(result, torch.nn.Module) else result
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise TypeError("a converter must return a state dict (str -> Tensor) or an nn.Module")
-    seen: set[int] = set()
-    out = {}
-    for key, tensor in state.items():  # safetensors refuses shared storage: give each tensor its own
-        tensor = tensor.detach().cpu().contiguous()
-        ptr = tensor.untyped_storage().data_ptr()
-        out[key] = tensor.clone() if ptr in seen else tensor
-        seen.add(ptr)
-    return out
+    from videolm.convert.checkpoint import unshared
+
+    return unshared(state)  # safetensors refuses shared storage: each tensor gets its own
 
 
 def _conversion_key(card: ModelCard, folder: Path) -> str:
