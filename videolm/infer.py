@@ -738,6 +738,23 @@ def _append(output: str | Path):
     return out
 
 
+def _written(rows: Iterable[dict], output: str | Path | None, bar) -> Iterator[dict]:
+    """``rows`` as they come, each appended to ``output`` as a flushed JSON line (when given) and
+    counted on the progress ``bar``."""
+    out = _append(output) if output is not None else None
+    try:
+        for row in rows:
+            if out is not None:
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+            bar.update(1)
+            yield row
+        bar.close()
+    finally:
+        if out is not None:
+            out.close()
+
+
 def run_windows(pipe: Pipeline, inputs: Sequence[str], window: float, stride: float | None = None,
                 output: str | Path | None = None, progress: bool = True, sampling: Sampling | None = None,
                 **kwargs) -> Iterator[dict]:
@@ -749,20 +766,9 @@ def run_windows(pipe: Pipeline, inputs: Sequence[str], window: float, stride: fl
 
     paths = expand_inputs(inputs)
     done = done_windows(output, paths) if output is not None else {}
-    out = _append(output) if output is not None else None
-    try:
-        bar = tqdm(unit="window", disable=not progress, file=sys.stderr)
-        for path in paths:
-            for row in pipe.windows(path, window, stride, sampling, skip=done.get(path, ()), **kwargs):
-                if out is not None:
-                    out.write(json.dumps(row) + "\n")
-                    out.flush()
-                bar.update(1)
-                yield row
-        bar.close()
-    finally:
-        if out is not None:
-            out.close()
+    rows = (row for path in paths
+            for row in pipe.windows(path, window, stride, sampling, skip=done.get(path, ()), **kwargs))
+    yield from _written(rows, output, tqdm(unit="window", disable=not progress, file=sys.stderr))
 
 
 def run_batch(pipe: Pipeline, inputs: Sequence[str], output: str | Path | None = None, progress: bool = True,
@@ -772,20 +778,8 @@ def run_batch(pipe: Pipeline, inputs: Sequence[str], output: str | Path | None =
     from tqdm import tqdm
 
     paths = expand_inputs(inputs)
-    out = None
     if output is not None:
         skip = done_paths(output)
         paths = [p for p in paths if p not in skip]
-        out = _append(output)
-    try:
-        bar = tqdm(total=len(paths), unit="video", disable=not progress, file=sys.stderr)
-        for result in pipe.stream(paths, **kwargs):
-            if out is not None:
-                out.write(json.dumps(result) + "\n")
-                out.flush()
-            bar.update(1)
-            yield result
-        bar.close()
-    finally:
-        if out is not None:
-            out.close()
+    bar = tqdm(total=len(paths), unit="video", disable=not progress, file=sys.stderr)
+    yield from _written(pipe.stream(paths, **kwargs), output, bar)
