@@ -202,42 +202,20 @@ def _method_of(model):
     raise TypeError(f"{type(model).__name__}: not the model of a registered method")
 
 
-def _open_clip_architecture(name: str) -> dict:
-    """The open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``) that ``name`` builds: an
-    open_clip name, ``local-dir:/path`` or ``hf-hub:org/repo`` (whose open_clip_config.json says)."""
-    import open_clip
-
-    if name.startswith(("local-dir:", "hf-hub:")):
-        if name.startswith("local-dir:"):
-            file = Path(name[len("local-dir:"):]) / "open_clip_config.json"
-        else:
-            from huggingface_hub import hf_hub_download
-
-            file = Path(hf_hub_download(name[len("hf-hub:"):], "open_clip_config.json"))
-        cfg = json.loads(file.read_text(encoding="utf-8")).get("model_cfg")
-    else:
-        cfg = open_clip.get_model_config(name)
-    if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(cfg):
-        raise ValueError(f"{name}: no open_clip architecture to write into {CONFIG}")
-    text = cfg["text_cfg"]
-    if text.get("hf_tokenizer_name") or text.get("tokenizer_kwargs"):
-        raise ValueError(f"{name}: its text tokenizer is not open_clip's default one, which an exported folder "
-                         "assumes; such a CLIP tower cannot be exported")
-    return {k: cfg[k] for k in ("embed_dim", "vision_cfg", "text_cfg", "quick_gelu") if k in cfg}
-
-
 def _portable_clip(config, model) -> dict:
     """Config fields that rebuild ``model``'s CLIP tower with nothing fetched: its architecture as
     ``clip_config`` (with QuickGELU as the built tower has it) and no ``pretrained`` tag."""
-    from videolm.backbones.clip import vision_blocks
+    from videolm.backbones.clip import architecture, uses_quick_gelu
     from videolm.models.common import resolve_clip
 
     if getattr(config, "clip_config", None) is not None or config.clip == "tiny":
         return {}
     name, _ = resolve_clip(config.clip, config.pretrained)
-    arch = _open_clip_architecture(name)
-    blocks = vision_blocks(model.clip if hasattr(model, "clip") else model)
-    arch["quick_gelu"] = type(blocks[0].mlp.gelu).__name__ == "QuickGELU"
+    try:
+        arch = architecture(name)
+    except ValueError as e:
+        raise ValueError(f"{e}; such a CLIP tower cannot be written into {CONFIG}") from None
+    arch["quick_gelu"] = uses_quick_gelu(model.clip if hasattr(model, "clip") else model)
     return {"clip_config": arch, "pretrained": None}
 
 

@@ -1,6 +1,7 @@
 """backbones/clip.py: open_clip towers by any name open_clip accepts, running on videolm's one block."""
 
 import json
+from pathlib import Path
 
 import open_clip
 import pytest
@@ -66,3 +67,24 @@ def test_vision_blocks_adopts_a_plain_open_clip_tower_in_place():
     assert not any(b.training for b in blocks) and not any(p.requires_grad for p in blocks.parameters())
     with pytest.raises(TypeError, match="open_clip"):
         clip_lib.vision_blocks(torch.nn.Linear(2, 2))
+
+
+def test_architecture_reads_the_config_a_name_builds(tmp_path):
+    """What videolm export writes to rebuild a tower: open_clip's own config for a name, the folder's
+    open_clip_config.json for local-dir:, refused where there is none or the tokenizer is not the default."""
+    folder = Path(clip_lib.__file__).parent.parent / "assets" / "clip_tiny"
+    local = clip_lib.architecture(f"local-dir:{folder}")
+    assert local == json.loads((folder / "open_clip_config.json").read_text())["model_cfg"]
+    b32 = clip_lib.architecture("ViT-B-32")
+    assert (b32["embed_dim"], b32["vision_cfg"]["patch_size"]) == (512, 32)
+    with pytest.raises(ValueError, match="ViT-Nope-99: no open_clip architecture"):
+        clip_lib.architecture("ViT-Nope-99")
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": {
+        **local, "text_cfg": {**local["text_cfg"], "hf_tokenizer_name": "bert-base-uncased"}}}))
+    with pytest.raises(ValueError, match="tokenizer is not open_clip's default"):
+        clip_lib.architecture(f"local-dir:{tmp_path}")
+
+
+def test_uses_quick_gelu_tells_the_towers_activation():
+    assert not clip_lib.uses_quick_gelu(clip_lib.create_clip(config="tiny"))
+    assert clip_lib.uses_quick_gelu(clip_lib.create_clip(config={**clip_lib.TINY_CLIP_CONFIG, "quick_gelu": True}))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
+from pathlib import Path
 from typing import Any
 
 import open_clip
@@ -106,6 +108,34 @@ def adopt(block: nn.Module, cls: type[Block] = Block, drop_path: float = 0.0) ->
 
 
 # -- sizes ------------------------------------------------------------------------------------------------
+
+
+def architecture(name: str) -> dict:
+    """The open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``, ``quick_gelu``) that
+    ``name`` builds: an open_clip name, ``local-dir:/path`` or ``hf-hub:org/repo`` (whose
+    ``open_clip_config.json`` says). Refused (ValueError) where there is none, or where the text tokenizer
+    is not open_clip's default one (a config alone would not rebuild it)."""
+    if name.startswith(SCHEMAS):
+        if name.startswith("local-dir:"):
+            file = Path(name[len("local-dir:"):]) / "open_clip_config.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            file = Path(hf_hub_download(name[len("hf-hub:"):], "open_clip_config.json"))
+        cfg = json.loads(file.read_text(encoding="utf-8")).get("model_cfg")
+    else:
+        cfg = open_clip.get_model_config(name)
+    if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(cfg):
+        raise ValueError(f"{name}: no open_clip architecture")
+    text = cfg["text_cfg"]
+    if text.get("hf_tokenizer_name") or text.get("tokenizer_kwargs"):
+        raise ValueError(f"{name}: its text tokenizer is not open_clip's default one")
+    return {k: cfg[k] for k in ("embed_dim", "vision_cfg", "text_cfg", "quick_gelu") if k in cfg}
+
+
+def uses_quick_gelu(clip: open_clip.CLIP | nn.Module) -> bool:
+    """Whether the tower's blocks use QuickGELU (the OpenAI weights' activation)."""
+    return type(vision_blocks(clip)[0].mlp.gelu).__name__ == "QuickGELU"
 
 
 def context_length(clip: open_clip.CLIP) -> int:
