@@ -177,20 +177,21 @@ class SimVLG(nn.Module):
             raise ValueError(f"{len(answers)} answers for {len(rows)} rows")
         prefix = self.encode(videos)[torch.tensor(rows, device=videos.device)]
         ids, mask = self.tokenize([a.strip() for a in answers], max_length=1 << 16)
-        ids, mask = ids.to(videos.device), mask.to(videos.device)
-        embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
-        full_mask = torch.cat([mask.new_ones(prefix.shape[:2]), mask], dim=1)
-        logits = self.llm(inputs_embeds=embeds, attention_mask=full_mask).logits[:, prefix.shape[1]: -1]
-        return lm_text.answer_losses(logits, lm_text.lm_labels(ids[:, 1:], mask[:, 1:]))
+        logits, targets = self._caption_logits(prefix, ids.to(videos.device), mask.to(videos.device))
+        return lm_text.answer_losses(logits, targets)
 
     def lm_loss(self, prefix: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of ``ids[:, 1:]`` after ``prefix`` ``(B, M, E)`` and ``ids[:, :-1]``."""
+        logits, targets = self._caption_logits(prefix, ids, mask)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+    def _caption_logits(self, prefix: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor):
+        """The LM's logits at the positions that predict ``ids[:, 1:]`` after ``prefix`` ``(B, M, E)``, and
+        those targets (:data:`IGNORE_INDEX` at padding): what :meth:`lm_loss` and :meth:`score_text` score."""
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
         full_mask = torch.cat([mask.new_ones(prefix.shape[:2]), mask], dim=1)
-        logits = self.llm(inputs_embeds=embeds, attention_mask=full_mask).logits
-        logits = logits[:, prefix.shape[1]: -1]  # positions that predict ids[:, 1:]
-        targets = lm_text.lm_labels(ids[:, 1:], mask[:, 1:])
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+        logits = self.llm(inputs_embeds=embeds, attention_mask=full_mask).logits[:, prefix.shape[1]: -1]
+        return logits, lm_text.lm_labels(ids[:, 1:], mask[:, 1:])
 
     @torch.no_grad()
     def caption(self, prefix: torch.Tensor, max_new_tokens: int = 20, num_beams: int = 1, streamer=None,
