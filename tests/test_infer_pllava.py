@@ -52,6 +52,25 @@ def test_load_caption_and_ask(model_dir, videos):
     assert len(answers) == 2 and answers[1] == pipe.ask(a, "what colour is it?", max_new_tokens=3)
 
 
+def test_predict_clips_groups_lengths_and_keeps_order(model_dir, videos):
+    """Clips of different lengths (sampling by rate) and a question each: one predict call per length,
+    the results in input order, each what that clip alone gives."""
+    from videolm.infer import Sampling
+
+    (a, b), _ = videos
+    pipe = videolm.load(model_dir, device="cpu")
+    clips = [pipe.frames(a, Sampling(num_frames=4)), pipe.frames(b, Sampling(num_frames=2)),
+             pipe.frames(b, Sampling(num_frames=4))]
+    questions = ["what colour is it?", "what shape is it?", "what shape is it?"]
+    calls = []
+    predict = pipe.predict
+    pipe.predict = lambda videos, meta, **kw: calls.append(len(videos)) or predict(videos, meta, **kw)
+    out = pipe.predict_clips([c for c, _ in clips], [m for _, m in clips], {"question": questions}, max_new_tokens=3)
+    assert sorted(calls) == [1, 2]
+    for (clip, meta), question, result in zip(clips, questions, out):
+        assert result == predict(clip[None], [meta], question=[question], max_new_tokens=3)[0]
+
+
 def test_failing_file_is_reported_and_rest_run(model_dir, videos):
     (a, b), broken = videos
     pipe = videolm.load(model_dir, num_frames=4, device="cpu", batch_size=2)

@@ -93,6 +93,24 @@ class Pipeline:
         """Results of a batch of clips ``(B, T, C, H, W)``; ``meta``: each clip's :meth:`frames` metadata."""
         raise NotImplementedError
 
+    def predict_clips(self, clips: Sequence[torch.Tensor], meta: Sequence[dict], per_clip: dict | None = None,
+                      **kwargs) -> list[dict]:
+        """:meth:`predict` on clips ``(T, C, H, W)`` of any lengths (sampling by rate gives different
+        lengths): one call per length, the results in input order. ``per_clip``: keyword arguments of
+        :meth:`predict` with one value per clip (e.g. a question each)."""
+        by_length: dict[int, list[int]] = {}
+        for k, clip in enumerate(clips):
+            by_length.setdefault(clip.shape[0], []).append(k)
+        results: list[dict] = [{}] * len(clips)
+        for group in by_length.values():
+            extra = {name: [values[k] for k in group] for name, values in (per_clip or {}).items()}
+            with torch.inference_mode():
+                out = self.predict(torch.stack([clips[k] for k in group]).to(self.device), [meta[k] for k in group],
+                                   **extra, **kwargs)
+            for k, r in zip(group, out):
+                results[k] = r
+        return results
+
     def run(self, paths: Sequence[str | Path], sampling: Sampling | None = None, **kwargs) -> list[dict]:
         """One result per path (``{"path", ...}`` or ``{"path", "error"}``), in input order."""
         return list(self.stream(paths, sampling, **kwargs))
@@ -107,15 +125,8 @@ class Pipeline:
                     clips[p], metas[p] = self.frames(p, sampling)
                 except (VideoDecodeError, OSError, IndexError, ValueError) as e:
                     failed[p] = str(e) if isinstance(e, VideoDecodeError) else str(VideoDecodeError(p, str(e)))
-            done: dict[str, dict] = {}
-            by_length: dict[int, list[str]] = {}
-            for p, clip in clips.items():  # sampling by rate gives clips of different lengths
-                by_length.setdefault(clip.shape[0], []).append(p)
-            for group in by_length.values():
-                with torch.inference_mode():
-                    results = self.predict(torch.stack([clips[p] for p in group]).to(self.device),
-                                           [metas[p] for p in group], **kwargs)
-                done.update({p: {"path": p, **r} for p, r in zip(group, results)})
+            results = self.predict_clips(list(clips.values()), list(metas.values()), **kwargs)
+            done = {p: {"path": p, **r} for p, r in zip(clips, results)}
             for p in chunk:
                 yield done[p] if p in done else {"path": p, "error": failed[p]}
 
@@ -157,16 +168,8 @@ class Pipeline:
                     return
                 if not batch:
                     return
-                results: dict[int, dict] = {}
-                by_length: dict[int, list[int]] = {}
-                for k, (_, _, clip, _) in enumerate(batch):  # by rate, the last window may take fewer frames
-                    by_length.setdefault(clip.shape[0], []).append(k)
-                started = time.perf_counter()
-                for group in by_length.values():
-                    with torch.inference_mode():
-                        out = self.predict(torch.stack([batch[k][2] for k in group]).to(self.device),
-                                           [batch[k][3] for k in group], **kwargs)
-                    results.update(zip(group, out))
+                started = time.perf_counter()  # by rate, the last window may take fewer frames
+                results = self.predict_clips([b[2] for b in batch], [b[3] for b in batch], **kwargs)
                 stats["model"] += time.perf_counter() - started
                 for k, (start, end, _, _) in enumerate(batch):
                     stats["windows"] += 1
@@ -420,19 +423,12 @@ class Captioner(Pipeline):
                         print(f"error: {e if isinstance(e, VideoDecodeError) else VideoDecodeError(p, str(e))}",
                               file=sys.stderr)
                         decoded[p] = None
-            texts: dict[int, str] = {}
-            by_length: dict[int, list[int]] = {}
-            for i, (p, _) in enumerate(chunk):
-                if decoded[p] is not None:
-                    by_length.setdefault(decoded[p][0].shape[0], []).append(i)
-            for group in by_length.values():
-                clips, metas = zip(*(decoded[chunk[i][0]] for i in group))
-                questions = [chunk[i][1] for i in group]
-                with torch.inference_mode():  # a question per clip; None for all of them: captions
-                    results = self.predict(torch.stack(clips).to(self.device), list(metas),
-                                           None if all(q is None for q in questions) else questions,
-                                           max_new_tokens=max_new_tokens)
-                texts.update({i: r["text"] for i, r in zip(group, results)})
+            ok = [i for i, (p, _) in enumerate(chunk) if decoded[p] is not None]
+            questions = [chunk[i][1] for i in ok]
+            per_clip = None if all(q is None for q in questions) else {"question": questions}  # None: captions
+            results = self.predict_clips([decoded[chunk[i][0]][0] for i in ok], [decoded[chunk[i][0]][1] for i in ok],
+                                         per_clip, max_new_tokens=max_new_tokens)
+            texts = {i: r["text"] for i, r in zip(ok, results)}
             out += [texts.get(i) for i in range(len(chunk))]
         return out
 
