@@ -2,10 +2,12 @@
 
 Starts ``videolm serve`` twice (``--max-batch-size 1`` and ``--max-batch-size N``), each a subprocess on a
 free loopback port, and for each number of concurrent clients sends both the same requests (the colour
-question of a synthetic video, ``file://`` URLs, a different video each time) from client threads that
-each wait for their answer before sending the next; the rows of the two servers interleave, over
-``--rounds`` rounds, and the medians are shown. Prints requests per second, p50 / p95 latency and the
-server's CPU time per request, and checks that every row gave the same answers.
+question of a synthetic video, ``file://`` URLs, the ``--videos`` videos in turn) from client threads that
+each keep one connection open (as the openai client does) and wait for their answer before sending the
+next; the rows of the two servers interleave, over ``--rounds`` rounds, and the medians are shown. Prints
+requests per second, p50 / p95 latency and the server's CPU time per request, and checks that every row
+gave the same answers. Before the servers start it times the model alone in this process, batch 1 vs
+batch N on the same clips: the most that batching can gain on this machine.
 
     python scripts/bench_serve.py                       # the bundled captioner on the CPU
     python scripts/bench_serve.py --device cuda --requests 128 --json bench.json
@@ -38,14 +40,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(port: int, body: dict, timeout: float = 600) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
+def post(conn: http.client.HTTPConnection, body: dict) -> tuple[int, dict]:
+    """One request on the client's kept-alive connection (as the openai client's connection pool does)."""
+    conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
 
 
 def get(port: int, path: str) -> dict:
@@ -61,8 +60,9 @@ class Server:
     def __init__(self, args, media: Path, batch: int):
         self.port = free_port()
         command = [sys.executable, "-m", "videolm.cli", "serve", "--port", str(self.port), "--log-level", "warning",
-                   "--allowed-local-media-path", str(media), "--max-batch-size", str(batch),
-                   "--batch-wait-ms", str(args.batch_wait_ms)]
+                   "--allowed-local-media-path", str(media), "--max-batch-size", str(batch)]
+        if args.batch_wait_ms is not None:
+            command += ["--batch-wait-ms", str(args.batch_wait_ms)]
         for model in args.model or []:
             command += ["--model", model]
         if args.device:
@@ -108,6 +108,42 @@ def _batch_sizes(port: int) -> dict:
     return sizes
 
 
+def model_ceiling(a, paths: list[str], questions: list[str]) -> dict:
+    """What batching can gain at most on this machine: in this process, the served model's ``predict``
+    per request at batch 1 and at ``--batch`` on the same decoded clips (medians of ``--rounds``), and
+    the decoding of one clip. Decoding and HTTP cost the same per request batched or not, so the
+    end-to-end gain is below the model's."""
+    import torch
+
+    from videolm.infer import Captioner, load
+
+    pipe = load(a.model[0] if a.model else None, device=a.device)
+    n = min(a.batch, len(paths))
+    start = time.perf_counter()
+    clips = [pipe.frames(path) for path in paths[:n]]
+    decode = (time.perf_counter() - start) / n
+    extra = {"question": questions[:n]} if isinstance(pipe, Captioner) and pipe.answers_questions else {}
+
+    def predict(rows: list[int]) -> None:
+        kwargs = {k: [v[r] for r in rows] for k, v in extra.items()}
+        with torch.inference_mode():
+            pipe.predict(torch.stack([clips[r][0] for r in rows]).to(pipe.device), [clips[r][1] for r in rows],
+                         **kwargs)
+
+    predict([0])  # warm-up
+    one, many = [], []
+    for _ in range(a.rounds):
+        start = time.perf_counter()
+        for r in range(n):
+            predict([r])
+        one.append((time.perf_counter() - start) / n)
+        start = time.perf_counter()
+        predict(list(range(n)))
+        many.append((time.perf_counter() - start) / n)
+    return {"batch": n, "decode_ms": 1000 * decode, "one_ms": 1000 * statistics.median(one),
+            "batched_ms": 1000 * statistics.median(many), "threads": torch.get_num_threads()}
+
+
 def run_load(port: int, requests: list[dict], clients: int) -> dict:
     """Send ``requests`` from ``clients`` threads (each one request at a time); latencies and answers."""
     latencies: list[float] = [0.0] * len(requests)
@@ -117,18 +153,25 @@ def run_load(port: int, requests: list[dict], clients: int) -> dict:
     failures: list[str] = []
 
     def client():
-        while True:
-            with lock:
-                i = next(next_index, None)
-            if i is None:
-                return
-            t = time.perf_counter()
-            status, body = post(port, requests[i])
-            latencies[i] = time.perf_counter() - t
-            if status != 200:
-                failures.append(f"{status}: {body}")
-            else:
-                answers[i] = body["choices"][0]["message"]["content"]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        try:
+            while True:
+                with lock:
+                    i = next(next_index, None)
+                if i is None:
+                    return
+                send(conn, i)
+        finally:
+            conn.close()
+
+    def send(conn, i):
+        t = time.perf_counter()
+        status, body = post(conn, requests[i])
+        latencies[i] = time.perf_counter() - t
+        if status != 200:
+            failures.append(f"{status}: {body}")
+        else:
+            answers[i] = body["choices"][0]["message"]["content"]
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start = time.perf_counter()
@@ -152,7 +195,7 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=64, help="requests per row (default 64)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of all rows, interleaved (default 3; medians shown)")
     p.add_argument("--batch", type=int, default=16, help="--max-batch-size with batching on (default 16)")
-    p.add_argument("--batch-wait-ms", type=float, default=10.0)
+    p.add_argument("--batch-wait-ms", type=float, default=None, help="the server's --batch-wait-ms (default: its own)")
     p.add_argument("--videos", type=int, default=32, help="synthetic videos the requests cycle through")
     p.add_argument("--data", default=None, help="a synthetic corpus folder (default: generated in a temp folder)")
     p.add_argument("--json", default=None, help="also write the results here")
@@ -173,6 +216,8 @@ def main(argv=None) -> int:
             url = (Path(data) / r["video"]).resolve().as_uri()
             requests.append({"messages": [{"role": "user", "content": [
                 {"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": question}]}]})
+        ceiling = model_ceiling(a, [str(Path(data) / records[k % len(records)]["video"]) for k in range(a.requests)],
+                                [r["messages"][0]["content"][1]["text"] for r in requests])
         load = os.getloadavg()
         print(f"{os.cpu_count()} CPU cores; load average before the run {load[0]:.2f} "
               f"(other processes' work, shared with the servers and their clients)", flush=True)
@@ -225,8 +270,12 @@ def main(argv=None) -> int:
           f"request at a time ({one:.2f} req/s), {on / off:.2f}x that of {max(clients)} clients with batching off "
           f"({off:.2f} req/s); every row the same answers: {same}; colour answers right: {right}/{a.requests}; "
           f"load average after: {os.getloadavg()[0]:.2f}")
+    c = ceiling
+    print(f"the model alone, in this process ({c['threads']} torch threads): {c['one_ms']:.1f} ms a request at batch 1, "
+          f"{c['batched_ms']:.1f} ms at batch {c['batch']}: {c['one_ms'] / c['batched_ms']:.2f}x, the most batching can "
+          f"gain; decoding one clip: {c['decode_ms']:.1f} ms, the same batched or not")
     if a.json:
-        Path(a.json).write_text(json.dumps({"medians": results, "rows": {f"{k[0]}-{k[1]}": v for k, v in rows.items()}},
+        Path(a.json).write_text(json.dumps({"medians": results, "model_alone": ceiling, "rows": {f"{k[0]}-{k[1]}": v for k, v in rows.items()}},
                                            indent=1, default=str))
     return 0 if same else 1
 

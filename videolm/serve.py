@@ -85,7 +85,7 @@ class ServeConfig:
     allowed_local_media_path: str | None = None
     allow_private_media_urls: bool = False  # fetch http(s) media from loopback / private addresses
     max_batch_size: int = 8
-    batch_wait_ms: float = 10.0
+    batch_wait_ms: float = 50.0  # only while other requests for the model are still being decoded
     decode_workers: int = 4
     max_frames: int = 64  # ceiling on the frames one request may ask for
     max_new_tokens: int = 32  # when a request gives no max_tokens (videolm ask's default)
