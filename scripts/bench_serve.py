@@ -7,7 +7,7 @@ each keep one connection open (as the openai client does) and wait for their ans
 next; the rows of the two servers interleave, over ``--rounds`` rounds, and the medians are shown. Prints
 requests per second, p50 / p95 latency and the server's CPU time per request, and checks that every row
 gave the same answers. Before the servers start it times the model alone in this process, batch 1 vs
-batch N on the same clips: the most that batching can gain on this machine.
+batch N on the same clips: the model's own gain from batching on this machine.
 
     python scripts/bench_serve.py                       # the bundled captioner on the CPU
     python scripts/bench_serve.py --device cuda --requests 128 --json bench.json
@@ -109,10 +109,9 @@ def _batch_sizes(port: int) -> dict:
 
 
 def model_ceiling(a, paths: list[str], questions: list[str]) -> dict:
-    """What batching can gain at most on this machine: in this process, the served model's ``predict``
+    """The model's own gain from batching on this machine: in this process, the served model's ``predict``
     per request at batch 1 and at ``--batch`` on the same decoded clips (medians of ``--rounds``), and
-    the decoding of one clip. Decoding and HTTP cost the same per request batched or not, so the
-    end-to-end gain is below the model's."""
+    the decoding of one clip. Decoding and request handling cost the same per request batched or not."""
     import torch
 
     from videolm.infer import Captioner, load
@@ -272,8 +271,8 @@ def main(argv=None) -> int:
           f"load average after: {os.getloadavg()[0]:.2f}")
     c = ceiling
     print(f"the model alone, in this process ({c['threads']} torch threads): {c['one_ms']:.1f} ms a request at batch 1, "
-          f"{c['batched_ms']:.1f} ms at batch {c['batch']}: {c['one_ms'] / c['batched_ms']:.2f}x, the most batching can "
-          f"gain; decoding one clip: {c['decode_ms']:.1f} ms, the same batched or not")
+          f"{c['batched_ms']:.1f} ms at batch {c['batch']}: {c['one_ms'] / c['batched_ms']:.2f}x, the model's own gain "
+          f"from batching; decoding one clip: {c['decode_ms']:.1f} ms, the same batched or not")
     if a.json:
         Path(a.json).write_text(json.dumps({"medians": results, "model_alone": ceiling, "rows": {f"{k[0]}-{k[1]}": v for k, v in rows.items()}},
                                            indent=1, default=str))
