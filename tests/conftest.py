@@ -1,4 +1,5 @@
-"""Shared test helpers: write small real videos with PyAV."""
+"""Shared test helpers: small real videos written with PyAV, a count of the packets PyAV decodes, and a
+random tiny PLLaVA with its own word tokenizer."""
 
 from fractions import Fraction
 from pathlib import Path
@@ -67,3 +68,37 @@ def corpus(tmp_path_factory):
     from videolm.data.synthetic import generate_corpus
 
     return Path(generate_corpus(tmp_path_factory.mktemp("synthetic"), videos=40, seed=0))
+
+
+def count_decoded_packets(monkeypatch) -> list:
+    """Patch the PyAV reader so that each packet it feeds the decoder appends its decode position to the
+    returned list (``None`` for the drain at the end)."""
+    from videolm.io.reader import _PyAVReader
+
+    pumped = []
+    pump = _PyAVReader._pump
+
+    def counting_pump(self):
+        frames = pump(self)
+        pumped.append(self._next if frames is not None else None)
+        return frames
+
+    monkeypatch.setattr(_PyAVReader, "_pump", counting_pump)
+    return pumped
+
+
+def tiny_pllava(text: str):
+    """A random tiny PLLaVA (2 frames, pooled to 2x2x2, seed 0) whose word tokenizer knows ``text`` and the
+    vicuna template, in eval mode."""
+    import torch
+
+    from videolm.backbones.text import train_word_tokenizer
+    from videolm.models.pllava import PLLaVA, PLLaVAConfig
+
+    tok = train_word_tokenizer([text, "USER: ASSISTANT:"])
+    llava = {**PLLaVAConfig.PRESETS["tiny"]["llava"], "image_token_index": tok.convert_tokens_to_ids("<image>")}
+    llava["text_config"] = {**llava["text_config"], "vocab_size": len(tok)}
+    torch.manual_seed(0)
+    model = PLLaVA(PLLaVAConfig(llava=llava, pooling_shape=(2, 2, 2), num_frames=2)).eval()
+    model.tokenizer = tok
+    return model

@@ -19,12 +19,12 @@ import pytest
 import torch
 
 import videolm
-from videolm.backbones.text import CAPTION_PROMPT, encode_conversations, get_template, train_word_tokenizer
+from tests.conftest import tiny_pllava
+from videolm.backbones.text import CAPTION_PROMPT, encode_conversations, get_template
 from videolm.data.manifests import read_jsonl
 from videolm.data.synthetic import generate_corpus
 from videolm.eval.tasks import TASKS, choices_for, doc_to_visual, process_caption, process_qa, write_tasks
 from videolm.infer import DEFAULT_MODEL
-from videolm.models.pllava import PLLaVA, PLLaVAConfig
 
 FRESH_SEED = 20261204  # the demo model was trained on seed 0
 HAS_LMMS_EVAL = importlib.util.find_spec("lmms_eval") is not None
@@ -52,12 +52,8 @@ def _records(corpus, n=None):
 
 
 def test_pllava_score_text_is_the_training_loss_per_row():
-    tok = train_word_tokenizer(["what colour is it ? a red green circle moves to the left", "USER: ASSISTANT:"])
-    llava = {**PLLaVAConfig.PRESETS["tiny"]["llava"], "image_token_index": tok.convert_tokens_to_ids("<image>")}
-    llava["text_config"] = {**llava["text_config"], "vocab_size": len(tok)}
-    torch.manual_seed(0)
-    model = PLLaVA(PLLaVAConfig(llava=llava, pooling_shape=(2, 2, 2), num_frames=2)).eval()
-    model.tokenizer = tok
+    model = tiny_pllava("what colour is it ? a red green circle moves to the left")
+    tok = model.tokenizer
     video = torch.randn(2, 2, 3, 32, 32)
     rows = [("what colour is it ?", "red", 0), ("what colour is it ?", "green circle", 0), (None, "a red circle", 1)]
     loss, greedy = model.score_text(video, [q for q, _, _ in rows], [a for _, a, _ in rows], rows=[v for *_, v in rows])

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import frame_index, index_frames, write_video
+from tests.conftest import count_decoded_packets, frame_index, index_frames, write_video
 from videolm.cli import main
 from videolm.data.synthetic import render_sample
 from videolm.infer import Sampling, activitynet, plan_windows, run_windows, segments, video_ids
 from videolm.io import VideoReader
-from videolm.io.reader import _PyAVReader
 
 CUT = 2.0  # seconds: where the second clip starts
 ACTORS = ["red circle", "cyan square"]
@@ -160,16 +159,8 @@ def test_each_frame_decoded_once_and_memory_bounded(two_clips, classifier, monke
     import videolm
 
     video, _ = two_clips
-    pumped = []
-    pump = _PyAVReader._pump
-
-    def counting_pump(self):
-        frames = pump(self)
-        pumped.append(self._next if frames is not None else None)
-        return frames
-
     pipe = videolm.load(str(classifier), device="cpu", batch_size=3)
-    monkeypatch.setattr(_PyAVReader, "_pump", counting_pump)
+    pumped = count_decoded_packets(monkeypatch)
     with VideoReader(video) as reader:
         plan = plan_windows(reader.info, 1.0, 0.25, Sampling(num_frames=4))
     peek = len([p for p in pumped if p is not None])  # the reader's look at the first frame (rotation, size)

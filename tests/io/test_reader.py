@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.io import write_jpeg, write_png
 
-from tests.conftest import frame_index, index_frames, write_video
+from tests.conftest import count_decoded_packets, frame_index, index_frames, write_video
 from videolm.io import VideoDecodeError, VideoInfo, VideoReader
 from videolm.io.reader import _PyAVReader
 
@@ -267,15 +267,7 @@ def test_frame_folder(tmp_path):
 def test_pyav_decodes_each_needed_frame_once(tmp_path, monkeypatch):
     """All-intra file: only the wanted packets are decoded, once each, whatever the order and repeats.
     GOP file: decoding starts at the keyframe before the first wanted frame and runs on from there."""
-    pumped = []
-    pump = _PyAVReader._pump
-
-    def counting_pump(self):
-        frames = pump(self)
-        pumped.append(self._next if frames is not None else None)
-        return frames
-
-    monkeypatch.setattr(_PyAVReader, "_pump", counting_pump)
+    pumped = count_decoded_packets(monkeypatch)
     intra = write_video(tmp_path / "intra.mp4", index_frames(16), options={"g": "1"})
     reader = VideoReader(intra, backend="pyav")
     pumped.clear()

@@ -7,9 +7,10 @@ import torch
 from safetensors.torch import save_file
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
-from videolm.backbones.text import TEMPLATES, train_word_tokenizer
+from videolm.backbones.text import TEMPLATES
 from videolm.convert.pllava import from_llava_hf, load_pllava, pllava_config, save_pllava
-from videolm.models.pllava import PLLaVA, PLLaVAConfig
+from tests.conftest import tiny_pllava
+from videolm.models.pllava import PLLaVA
 
 IMAGE_ID = 60
 
@@ -166,12 +167,7 @@ def test_templates():
 
 
 def test_batched_generation_matches_single():
-    tok = train_word_tokenizer(["what colour is it ? a red circle moves to the left", "USER: ASSISTANT:"])
-    llava = {**PLLaVAConfig.PRESETS["tiny"]["llava"], "image_token_index": tok.convert_tokens_to_ids("<image>")}
-    llava["text_config"] = {**llava["text_config"], "vocab_size": len(tok)}
-    torch.manual_seed(0)
-    model = PLLaVA(PLLaVAConfig(llava=llava, pooling_shape=(2, 2, 2), num_frames=2)).eval()
-    model.tokenizer = tok
+    model = tiny_pllava("what colour is it ? a red circle moves to the left")
     video = torch.randn(2, 2, 3, 32, 32)
     questions = ["what colour is it ?", "a"]
     out = model.generate_text(video, questions, max_new_tokens=6)  # left-padded prompts of different lengths
