@@ -269,16 +269,25 @@ def _infer_args(p, what: str) -> None:
     _output_args(p)
 
 
+def _load_pipeline(a, **load_kwargs):
+    """The pipeline of ``--model`` (and ``--method``, ``--device``, ``--batch-size``) and the sampling that
+    ``--frames`` / ``--fps`` / ``--min-frames`` / ``--max-frames`` / ``--start`` / ``--end`` ask for."""
+    from videolm.infer import Sampling, load
+
+    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, **load_kwargs)
+    sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
+                        max_frames=a.max_frames, start=a.start, end=a.end)
+    return pipe, sampling
+
+
 def _run_pipeline(a, load_kwargs: dict, inputs: list[str], show, **run_kwargs) -> int:
     """Load the model, run it over the inputs, print each result; 1 when any video failed (a model that
     does not load, or cannot do what was asked, is an error: exit 2, see :func:`main`)."""
     import json
 
-    from videolm.infer import Sampling, load, run_batch
+    from videolm.infer import run_batch
 
-    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, **load_kwargs)
-    sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
-                        max_frames=a.max_frames, start=a.start, end=a.end)
+    pipe, sampling = _load_pipeline(a, **load_kwargs)
     failed = 0
     for r in run_batch(pipe, inputs, a.output, progress=not a.no_progress, sampling=sampling, **run_kwargs):
         if "error" in r:
@@ -324,11 +333,9 @@ def _run_windows(a, load_kwargs: dict, show, **run_kwargs) -> int:
     video failed."""
     import json
 
-    from videolm.infer import Sampling, activitynet, done_windows, expand_inputs, load, run_windows, segments
+    from videolm.infer import activitynet, done_windows, expand_inputs, run_windows, segments
 
-    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, **load_kwargs)
-    sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
-                        max_frames=a.max_frames, start=a.start, end=a.end)
+    pipe, sampling = _load_pipeline(a, **load_kwargs)
     document = a.format != "jsonl"
     collect = document or a.segments
     earlier = done_windows(a.output, expand_inputs(a.videos), rows=True) if collect and a.output else {}
@@ -412,14 +419,12 @@ def _add_ask(sub) -> None:
 def _stream_answers(a, inputs: list[str], question: str) -> int:
     """``videolm ask --stream``: each video's answer printed piece by piece as it is generated (the same
     lines as without ``--stream``); 1 when any video failed."""
-    from videolm.infer import Sampling, expand_inputs, load
+    from videolm.infer import expand_inputs
     from videolm.io.errors import VideoDecodeError
 
-    pipe = load(a.model, method=a.method, device=a.device, batch_size=a.batch_size, state_times=a.state_times)
+    pipe, sampling = _load_pipeline(a, state_times=a.state_times)
     if not hasattr(pipe, "ask"):
         raise ValueError(f"{a.model}: a {type(pipe).__name__.lower()} model does not answer questions")
-    sampling = Sampling(num_frames=a.frames or pipe.sampling.num_frames, fps=a.fps, min_frames=a.min_frames,
-                        max_frames=a.max_frames, start=a.start, end=a.end)
     failed = 0
     for path in expand_inputs(inputs):
         pieces = pipe.ask(path, question, max_new_tokens=a.max_new_tokens, stream=True, sampling=sampling)
@@ -517,7 +522,6 @@ def _add_quickstart(sub) -> None:
 def _quickstart(a) -> None:
     import logging
     import warnings
-    from pathlib import Path
 
     from videolm.data.manifests import read_jsonl
     from videolm.data.synthetic import generate_corpus
@@ -627,7 +631,6 @@ def _add_embed(sub) -> None:
 
     def run(a):
         import json
-        from pathlib import Path
 
         import torch
         from safetensors.torch import save_file
@@ -709,7 +712,6 @@ def _add_eval(sub) -> None:
 
         include = list(a.include_path or [])
         if a.data:
-            from pathlib import Path
             import tempfile
 
             from videolm.eval.tasks import write_tasks
@@ -780,7 +782,6 @@ def _add_push(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; send nothing")
 
     def run(a):
-        from pathlib import Path
 
         from videolm.hub import push
 

@@ -124,7 +124,7 @@ class Pipeline:
                 try:
                     clips[p], metas[p] = self.frames(p, sampling)
                 except (VideoDecodeError, OSError, IndexError, ValueError) as e:
-                    failed[p] = str(e) if isinstance(e, VideoDecodeError) else str(VideoDecodeError(p, str(e)))
+                    failed[p] = _error_text(p, e)
             results = self.predict_clips(list(clips.values()), list(metas.values()), **kwargs)
             done = {p: {"path": p, **r} for p, r in zip(clips, results)}
             for p in chunk:
@@ -420,8 +420,7 @@ class Captioner(Pipeline):
                     try:
                         decoded[p] = self.frames(p, sampling)
                     except (VideoDecodeError, OSError, IndexError, ValueError) as e:
-                        print(f"error: {e if isinstance(e, VideoDecodeError) else VideoDecodeError(p, str(e))}",
-                              file=sys.stderr)
+                        print(f"error: {_error_text(p, e)}", file=sys.stderr)
                         decoded[p] = None
             ok = [i for i, (p, _) in enumerate(chunk) if decoded[p] is not None]
             questions = [chunk[i][1] for i in ok]
@@ -561,6 +560,7 @@ def load(name_or_path: str | Path | None = None, task: str | None = None, method
 
 
 def _error_text(path: str, e: Exception) -> str:
+    """The one-line report of a video that failed: a VideoDecodeError's own, else one naming ``path``."""
     return str(e) if isinstance(e, VideoDecodeError) else str(VideoDecodeError(path, str(e)))
 
 
