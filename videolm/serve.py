@@ -225,7 +225,7 @@ class ServedModel:
             self.embedder = Embedder(pipe.model.model, device=pipe.device, batch_size=pipe.batch_size,
                                      backend=pipe.backend)
             self.embedder.sampling = pipe.sampling
-        self.answers_questions = self.task == "caption" and getattr(pipe, "answers_questions", True)
+        self.answers_questions = self.task == "caption" and pipe.answers_questions
         self.stats = {"requests": 0, "errors": 0, "batches": 0, "largest_batch": 0, "batch_sizes": {}}
         self.lock = threading.Lock()
         self.batcher = Batcher(self, config.max_batch_size, config.batch_wait_ms / 1000)
